@@ -1,0 +1,1 @@
+"""Saijin: a local, voice-first desktop companion."""
