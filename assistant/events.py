@@ -177,6 +177,16 @@ class VoicePaused(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class VoiceResumed(Event):
+    """Speech came back within the hangover after a VoicePaused: the same segment goes on."""
+
+    type: ClassVar[str] = "voice-resumed"
+    internal: ClassVar[bool] = True
+    onset: float
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class VoiceEnded(Event):
     """A finished voiced segment: its audio (with pre-roll), its real end, and when the VAD decided."""
 
@@ -258,6 +268,16 @@ class UserEmotion(Event):
     label: str
     score: float
     scores: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TurnDropped(Event):
+    """A user turn that gets no reply (nothing intelligible was said, a phantom phrase, a command handled)."""
+
+    type: ClassVar[str] = "turn-dropped"
+    internal: ClassVar[bool] = True
+    turn_id: int
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -389,6 +409,8 @@ class PlaybackFinished(Event):
     sentence_index: int
     played_s: float = 0.0
     at: float = 0.0
+    #: The sentence's whole length, so a cut sentence's spoken part can be told apart.
+    duration_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -510,6 +532,8 @@ class Error(Event):
     type: ClassVar[str] = "error"
     message: str
     turn_id: int | None = None
+    #: False when the stage that failed still finishes the turn itself (e.g. with an apology line).
+    ends_turn: bool = True
 
 
 SERVER_EVENT_TYPES: tuple[str, ...] = tuple(t for t, c in EVENT_TYPES.items() if not c.internal)

@@ -21,6 +21,8 @@ pytest_plugins = [
     "tests.fixtures.llm",
     "tests.fixtures.bridge",
     "tests.fixtures.ops",
+    "tests.fixtures.vllm",
+    "tests.fixtures.memory",
 ]
 
 

@@ -38,7 +38,7 @@ class VadConfig(Strict):
     aggressiveness: Annotated[int, Field(ge=0, le=3)] = 2
     frame_ms: Literal[10, 20, 30] = 20
     #: A run of voiced audio this long starts an utterance.
-    start_ms: Annotated[int, Field(ge=10, le=1000)] = 60
+    start_ms: Annotated[int, Field(ge=10, le=1000)] = 40
     #: Silence this long ends an utterance.
     hangover_ms: Annotated[int, Field(ge=60, le=3000)] = 300
     #: Audio kept from before the onset, so the first syllable is never clipped.
@@ -194,6 +194,10 @@ class RulesConfig(Strict):
     max_reply_chars: Annotated[int, Field(ge=20)] = 400
     #: The longest spoken sentence, in characters; a longer one is cut at a comma or space.
     max_sentence_chars: Annotated[int, Field(ge=10)] = 120
+    #: Added to the system prompt in bedtime mode.
+    bedtime_overlay: str = ""
+    #: Added when the user sounds sad or fearful in bedtime mode: reassurance comes first.
+    reassurance_first: str = ""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -330,6 +334,8 @@ class EngineConfig(Strict):
     n_ctx: Annotated[int, Field(ge=128)] = 2048
     n_threads: Annotated[int, Field(ge=0)] = 0
     chat_format: str | None = None
+    #: embedded: llama.cpp's penalty against repeating itself (small base models loop without it).
+    repeat_penalty: Annotated[float, Field(ge=1, le=2)] = 1.15
     keep_alive: str = "10m"
 
     @model_validator(mode="after")

@@ -13,6 +13,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 from assistant.errors import ModelMissing
 
@@ -40,7 +41,7 @@ class OfflineModel:
         return all(importlib.util.find_spec(pkg) is not None for pkg in self.packages)
 
 
-def _module(name: str):  # noqa: ANN202 - a module object
+def _module(name: str) -> ModuleType:
     try:
         return importlib.import_module(name)
     except ImportError:

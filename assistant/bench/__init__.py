@@ -1,0 +1,1 @@
+"""Measurements of the pipeline's parts on this machine (figures for docs/benchmarks.md)."""

@@ -1,0 +1,282 @@
+"""The reply stage: answers a user turn as the current persona — scripted lines or the LLM, sentence by
+sentence — and records in memory what was actually said."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from assistant.config.schema import PersonaConfig, RulesConfig
+from assistant.conversation.responders import Responder, Scripted, Session, pick
+from assistant.errors import SaijinError
+from assistant.events import (
+    Error,
+    Event,
+    Expression,
+    Interrupted,
+    Mode,
+    Notice,
+    PlaybackFinished,
+    ReplyDone,
+    Speaker,
+    Subtitle,
+    TurnDone,
+    UserTurnReady,
+    now,
+)
+from assistant.llm.prompt import MemoryView, UserMood, build_messages
+from assistant.llm.router import EngineRouter
+from assistant.llm.sentences import ExpressionTag, Sentence, SpokenTextStream
+from assistant.pipeline.runtime import timing
+from assistant.pipeline.stage import Stage
+
+log = logging.getLogger(__name__)
+
+
+class ConversationMemory(Protocol):
+    """What the reply stage needs from memory (assistant.memory provides it; blocking calls)."""
+
+    def record(self, persona: str, role: str, text: str, *, turn_id: int, emotion: str | None = None,
+               emotion_score: float | None = None, is_interrupted: bool = False) -> None: ...
+
+    def view(self, persona: str, user_text: str) -> MemoryView: ...
+
+
+@dataclass
+class _Reply:
+    """A reply in flight: its sentences and how much of each has been played."""
+
+    persona: str
+    sentences: list[str] = field(default_factory=list)
+    played: dict[int, float] = field(default_factory=dict)  # sentence index -> fraction played
+    is_generated: bool = False
+
+
+class ReplyStage(Stage):
+    """UserTurnReady -> Subtitle (one per sentence) + Expression, then ReplyDone; TurnDone once spoken."""
+
+    accepts = (UserTurnReady, PlaybackFinished, Speaker, Mode)
+    urgent = (Interrupted,)
+
+    def __init__(self, rules: RulesConfig, personas: Mapping[str, PersonaConfig], persona_id: str,
+                 router: EngineRouter, memory: ConversationMemory | None = None, mode: str = "normal",
+                 responders: Sequence[Responder] = (), is_voiced: bool = True,
+                 after_turn: Callable[[str], None] | None = None) -> None:
+        super().__init__()
+        self.rules = rules
+        self.personas = personas
+        self.persona_id = persona_id
+        self.mode = mode
+        self.router = router
+        self.memory = memory
+        self.responders = list(responders)
+        self.is_voiced = is_voiced
+        self._after_turn = after_turn
+        self._replies: dict[int, _Reply] = {}
+        self._history: list[tuple[str, str]] = []  # used when there is no memory store
+
+    @property
+    def persona(self) -> PersonaConfig:
+        return self.personas[self.persona_id]
+
+    async def process(self, event: Event) -> AsyncIterator[Event]:
+        if isinstance(event, Speaker):
+            if event.persona in self.personas:
+                self.persona_id = event.persona
+        elif isinstance(event, Mode):
+            self.mode = event.value
+        elif isinstance(event, UserTurnReady):
+            async for produced in self._answer(event):
+                yield produced
+        elif isinstance(event, PlaybackFinished):
+            reply = self._replies.get(event.turn_id)
+            if reply is not None:
+                fraction = 1.0 if event.duration_s <= 0 else min(1.0, event.played_s / event.duration_s)
+                reply.played[event.sentence_index] = fraction
+                done = self._maybe_done(event.turn_id)
+                if done is not None:
+                    yield done
+
+    def on_urgent(self, event: Event) -> None:
+        if isinstance(event, Interrupted):
+            reply = self._replies.pop(event.turn_id, None)
+            if reply is not None and self.ctx is not None:
+                self.ctx.spawn(self._record_assistant(event.turn_id, reply, is_interrupted=True))
+
+    # ------------------------------------------------------------------ answering
+
+    async def _answer(self, turn: UserTurnReady) -> AsyncIterator[Event]:
+        persona = self.persona
+        started = now()
+        # Memory is read before this turn is written (so it does not recall itself), and the turn is
+        # committed before any reply starts.
+        memory_view = await self._memory_view(persona.id, turn.text)
+        history = self._history[-8:]
+        await self._record(persona.id, "user", turn.text, turn_id=turn.turn_id, emotion=turn.emotion,
+                           emotion_score=turn.emotion_score if turn.emotion else None)
+        reply = _Reply(persona=persona.id)
+        self._replies[turn.turn_id] = reply
+        if turn.emotion and turn.emotion != "neutral":
+            name = persona.avatar.expressions.get(turn.emotion)
+            if name:
+                yield Expression(persona=persona.id, name=name, turn_id=turn.turn_id)
+
+        scripted = self._scripted(turn, persona)
+        if scripted is not None:
+            log.info("turn %d: scripted reply (%s)", turn.turn_id, scripted.reason)
+            for produced in scripted.events:
+                yield produced
+            speaker = self.personas.get(scripted.persona or persona.id, persona)
+            reply.persona = speaker.id
+            for line in scripted.lines:
+                yield self._subtitle(turn, reply, speaker, line, is_scripted=True)
+            if not scripted.then_llm:
+                async for produced in self._finish(turn, reply):
+                    yield produced
+                return
+            if speaker.id != persona.id:
+                persona = speaker
+                memory_view = await self._memory_view(persona.id, turn.text)
+
+        mood = UserMood(turn.emotion, turn.emotion_score) if turn.emotion else None
+        messages = build_messages(self.rules, persona, turn.text, self.mode, mood, memory_view, history)
+        yield timing(turn.turn_id, "prompt", started)
+        log.debug("turn %d prompt:\n%s", turn.turn_id, "\n".join(f"[{m.role}] {m.content}" for m in messages))
+
+        stream = SpokenTextStream(self.rules.expression_tags, self.rules.max_sentence_chars, self.rules.max_reply_chars)
+        notices: list[str] = []
+        requested = now()
+        first_token_at: float | None = None
+        first_sentence_at: float | None = None
+        pieces = self.router.stream(persona, messages, notify=notices.append,
+                                    on_starting=lambda: self._say_starting(turn, reply, persona))
+        try:
+            async for piece in pieces:
+                if first_token_at is None:
+                    first_token_at = now()
+                    yield timing(turn.turn_id, "llm_first_token", requested, first_token_at)
+                for notice in notices:
+                    yield Notice(message=notice, turn_id=turn.turn_id)
+                notices.clear()
+                for item in stream.feed(piece):
+                    produced = self._item(turn, reply, persona, item)
+                    if produced is not None:
+                        if isinstance(produced, Subtitle) and first_sentence_at is None:
+                            first_sentence_at = now()
+                            yield timing(turn.turn_id, "first_sentence", requested, first_sentence_at)
+                        yield produced
+                if stream.is_exhausted:
+                    log.info("turn %d: reply reached %d characters; stopping the model", turn.turn_id,
+                             self.rules.max_reply_chars)
+                    break
+            for item in stream.flush():
+                produced = self._item(turn, reply, persona, item)
+                if produced is not None:
+                    yield produced
+            yield timing(turn.turn_id, "llm_total", requested)
+        except SaijinError as exc:
+            for notice in notices:
+                yield Notice(message=notice, turn_id=turn.turn_id)
+            log.warning("turn %d: %s", turn.turn_id, exc)
+            yield Error(message=str(exc), turn_id=turn.turn_id, ends_turn=False)
+            line = pick(persona.lines.get("engine_down", []))
+            if line and not reply.sentences:
+                yield self._subtitle(turn, reply, persona, line, is_scripted=True)
+            elif line:
+                # The model broke off mid-reply: what was said stays; apologise briefly.
+                yield self._subtitle(turn, reply, persona, line, is_scripted=True)
+        finally:
+            await pieces.aclose()
+        async for produced in self._finish(turn, reply):
+            yield produced
+
+    def _scripted(self, turn: UserTurnReady, persona: PersonaConfig) -> Scripted | None:
+        session = Session(persona=persona, mode=self.mode)
+        for responder in self.responders:
+            scripted = responder.respond(turn, session)
+            if scripted is not None:
+                return scripted
+        return None
+
+    def _say_starting(self, turn: UserTurnReady, reply: _Reply, persona: PersonaConfig) -> None:
+        line = pick(persona.lines.get("engine_starting", []))
+        if line:
+            self.emit(self._subtitle(turn, reply, persona, line, is_scripted=True))
+
+    def _item(self, turn: UserTurnReady, reply: _Reply, persona: PersonaConfig,
+              item: Sentence | ExpressionTag) -> Event | None:
+        if isinstance(item, ExpressionTag):
+            name = persona.avatar.expressions.get(item.name, item.name)
+            return Expression(persona=persona.id, name=name, turn_id=turn.turn_id)
+        return self._subtitle(turn, reply, persona, item.text, language=item.language)
+
+    def _subtitle(self, turn: UserTurnReady, reply: _Reply, persona: PersonaConfig, text: str,
+                  language: str | None = None, is_scripted: bool = False) -> Subtitle:
+        index = len(reply.sentences)
+        reply.sentences.append(text)
+        return Subtitle(turn_id=turn.turn_id, persona=persona.id, sentence_index=index, text=text,
+                        language=language or turn.language or persona.language, is_scripted=is_scripted)
+
+    async def _finish(self, turn: UserTurnReady, reply: _Reply) -> AsyncIterator[Event]:
+        reply.is_generated = True
+        yield ReplyDone(turn_id=turn.turn_id, persona=reply.persona, text=self._joined(reply.sentences),
+                        sentence_count=len(reply.sentences))
+        if not self.is_voiced:
+            reply.played = dict.fromkeys(range(len(reply.sentences)), 1.0)
+        done = self._maybe_done(turn.turn_id)
+        if done is not None:
+            yield done
+
+    def _maybe_done(self, turn_id: int) -> Event | None:
+        reply = self._replies.get(turn_id)
+        if reply is None or not reply.is_generated or len(reply.played) < len(reply.sentences):
+            return None
+        del self._replies[turn_id]
+        spoken = self._spoken_text(reply)
+        if self.ctx is not None:
+            self.ctx.spawn(self._record_assistant(turn_id, reply, is_interrupted=False))
+        return TurnDone(turn_id=turn_id, persona=reply.persona, spoken_text=spoken)
+
+    # ------------------------------------------------------------------ memory
+
+    @staticmethod
+    def _joined(sentences: list[str]) -> str:
+        return "".join(s if s.endswith((" ", "\n")) or not s[-1:].isascii() else s + " " for s in sentences).strip()
+
+    def _spoken_text(self, reply: _Reply) -> str:
+        """Only what was heard: whole sentences played, and the played part of a cut one (with …)."""
+        spoken: list[str] = []
+        for index, sentence in enumerate(reply.sentences):
+            fraction = reply.played.get(index, 0.0)
+            if fraction >= 0.999:
+                spoken.append(sentence)
+            elif fraction > 0:
+                spoken.append(sentence[: max(1, int(len(sentence) * fraction))] + "…")
+                break
+            else:
+                break
+        return self._joined(spoken)
+
+    async def _record_assistant(self, turn_id: int, reply: _Reply, is_interrupted: bool) -> None:
+        text = self._spoken_text(reply)
+        if not text:
+            return
+        await self._record(reply.persona, "assistant", text, turn_id=turn_id, is_interrupted=is_interrupted)
+        if self._after_turn is not None:
+            self._after_turn(reply.persona)
+
+    async def _record(self, persona: str, role: str, text: str, *, turn_id: int, emotion: str | None = None,
+                      emotion_score: float | None = None, is_interrupted: bool = False) -> None:
+        if self.memory is None:
+            self._history.append((role, text))
+            return
+        await asyncio.to_thread(self.memory.record, persona, role, text, turn_id=turn_id, emotion=emotion,
+                                emotion_score=emotion_score, is_interrupted=is_interrupted)
+
+    async def _memory_view(self, persona: str, user_text: str) -> MemoryView | None:
+        if self.memory is None:
+            return None
+        return await asyncio.to_thread(self.memory.view, persona, user_text)

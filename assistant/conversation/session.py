@@ -1,0 +1,62 @@
+"""The session: which persona speaks and in which mode; announces changes and remembers them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+
+from assistant.config.schema import PersonaConfig
+from assistant.events import Error, Event, Mode, SetMode, SetPersona, Speaker
+from assistant.pipeline.stage import Stage
+
+log = logging.getLogger(__name__)
+
+MODES = ("normal", "bedtime")
+
+
+class SessionStage(Stage):
+    """SetPersona / SetMode requests -> Speaker / Mode announcements (also once at start)."""
+
+    accepts = (SetPersona, SetMode)
+
+    def __init__(self, personas: Mapping[str, PersonaConfig], persona_id: str, mode: str = "normal",
+                 remember: Callable[[str, str], None] | None = None) -> None:
+        super().__init__()
+        self.personas = personas
+        self.persona_id = persona_id
+        self.mode = mode
+        self._remember = remember
+
+    async def start(self, ctx) -> None:
+        await super().start(ctx)
+        persona = self.personas[self.persona_id]
+        self.emit(Speaker(persona=persona.id, display_name=persona.display_name))
+        self.emit(Mode(value=self.mode))
+
+    async def process(self, event: Event) -> AsyncIterator[Event]:
+        if isinstance(event, SetPersona):
+            persona = self.personas.get(event.persona)
+            if persona is None:
+                yield Error(message=f"no persona named {event.persona!r} — choose one of: {', '.join(sorted(self.personas))}")
+                return
+            if persona.id != self.persona_id:
+                log.info("persona: %s -> %s", self.persona_id, persona.id)
+                self.persona_id = persona.id
+                self._save()
+            yield Speaker(persona=persona.id, display_name=persona.display_name)
+        elif isinstance(event, SetMode):
+            if event.value not in MODES:
+                yield Error(message=f"unknown mode {event.value!r} — use one of: {', '.join(MODES)}")
+                return
+            if event.value != self.mode:
+                log.info("mode: %s -> %s", self.mode, event.value)
+                self.mode = event.value
+                self._save()
+            yield Mode(value=self.mode)
+
+    def _save(self) -> None:
+        if self._remember is not None:
+            try:
+                self._remember(self.persona_id, self.mode)
+            except OSError as exc:
+                log.warning("could not remember the session state: %s", exc)

@@ -1,0 +1,159 @@
+"""The embedded engine: a GGUF model run in process by llama.cpp (llama-cpp-python), no server needed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+from assistant.config.schema import EngineConfig, GenerationConfig
+from assistant.errors import EngineUnavailable, MissingExtra, ModelMissing
+from assistant.llm.engine import ChatMessage
+from assistant.models.offline import resolve_model
+
+log = logging.getLogger(__name__)
+
+_END = object()
+#: Gemma-style turn markers, used when the model file has no chat template of its own.
+_TURN_STOPS = ["<end_of_turn>", "<start_of_turn>", "<eos>"]
+
+
+def fold_into_turns(messages: list[ChatMessage]) -> str:
+    """Messages -> a Gemma-format prompt; the system message is folded into the first user turn
+    (Gemma has no system role, and llama.cpp's built-in 'gemma' format drops it)."""
+    system = "\n\n".join(m.content for m in messages if m.role == "system")
+    parts: list[str] = []
+    pending_system = system
+    for message in messages:
+        if message.role == "system":
+            continue
+        role = "model" if message.role == "assistant" else "user"
+        content = message.content
+        if role == "user" and pending_system:
+            content = f"{pending_system}\n\n{content}"
+            pending_system = ""
+        parts.append(f"<start_of_turn>{role}\n{content}<end_of_turn>\n")
+    if pending_system:
+        parts.insert(0, f"<start_of_turn>user\n{pending_system}<end_of_turn>\n")
+    return "".join(parts) + "<start_of_turn>model\n"
+
+
+class EmbeddedEngine:
+    """Runs a GGUF model with llama.cpp in a worker thread; tokens cross to the event loop one by one.
+
+    Closing the stream sets a flag the worker checks between tokens, so an abandoned reply stops at once.
+    """
+
+    def __init__(self, name: str, config: EngineConfig, base_dir: Path | None = None) -> None:
+        self.name = name
+        self.config = config
+        self._base_dir = base_dir
+        self._llama: Any = None
+        self._uses_template = False
+        self._load_lock = threading.Lock()
+        self._run_lock = threading.Lock()
+        self.location = f"embedded:{config.model}"
+
+    def _model_path(self) -> Path:
+        path = Path(resolve_model(self.config.model, self._base_dir))
+        if not path.is_file():
+            raise ModelMissing(
+                f"engine {self.name}: GGUF model not found at {path} — set `model` in routing.yaml to a .gguf file "
+                f"or offline:gemma3-270m"
+            )
+        return path
+
+    def load(self) -> Any:
+        """Load the model once (blocking; call it off the event loop)."""
+        with self._load_lock:
+            if self._llama is not None:
+                return self._llama
+            try:
+                from llama_cpp import Llama
+            except ImportError:
+                raise MissingExtra("llama-cpp-python", "embedded", "the embedded LLM engine") from None
+            path = self._model_path()
+            threads = self.config.n_threads or max(1, (os.cpu_count() or 2))
+            try:
+                llama = Llama(model_path=str(path), n_ctx=self.config.n_ctx, n_threads=threads,
+                              chat_format=self.config.chat_format, verbose=False)
+            except Exception as exc:
+                raise ModelMissing(f"engine {self.name}: cannot load {path.name} ({exc}) — check the file or `saijin doctor`") from None
+            metadata = getattr(llama, "metadata", {}) or {}
+            self._uses_template = bool(self.config.chat_format) or "tokenizer.chat_template" in metadata
+            self._llama = llama
+            self.location = f"embedded:{path.name}"
+            log.info("embedded engine %s loaded %s (chat template: %s)", self.name, path.name, self._uses_template)
+            return llama
+
+    def _generate(self, messages: list[ChatMessage], generation: GenerationConfig) -> Iterator[str]:
+        llama = self.load()
+        params: dict[str, Any] = {
+            "temperature": generation.temperature,
+            "top_p": generation.top_p,
+            "max_tokens": generation.max_tokens,
+            "repeat_penalty": self.config.repeat_penalty,
+            "stream": True,
+        }
+        if self._uses_template:
+            chunks = llama.create_chat_completion([m.as_dict() for m in messages], stop=generation.stop or None, **params)
+            for chunk in chunks:
+                text = chunk["choices"][0].get("delta", {}).get("content")
+                if text:
+                    yield text
+        else:
+            prompt = fold_into_turns(messages)
+            chunks = llama.create_completion(prompt, stop=[*_TURN_STOPS, *generation.stop], **params)
+            for chunk in chunks:
+                text = chunk["choices"][0].get("text")
+                if text:
+                    yield text
+
+    async def stream(self, messages: list[ChatMessage], generation: GenerationConfig) -> AsyncIterator[str]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        stop = threading.Event()
+
+        def work() -> None:
+            try:
+                with self._run_lock:
+                    generator = self._generate(messages, generation)
+                    try:
+                        for piece in generator:
+                            if stop.is_set():
+                                break
+                            loop.call_soon_threadsafe(queue.put_nowait, piece)
+                    finally:
+                        generator.close()
+            except BaseException as exc:  # handed to the event loop and raised there
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, _END)
+
+        worker = loop.run_in_executor(None, work)
+        try:
+            while True:
+                item = await queue.get()
+                if item is _END:
+                    break
+                if isinstance(item, ModelMissing | MissingExtra):
+                    raise item
+                if isinstance(item, BaseException):
+                    raise EngineUnavailable(f"the embedded model {self.location} failed: {item}") from None
+                yield str(item)
+        finally:
+            stop.set()
+            # The worker notices the flag after its current token; don't wait for it here.
+            worker.add_done_callback(lambda _f: None)
+
+    async def check(self) -> None:
+        await asyncio.to_thread(self.load)
+
+    async def aclose(self) -> None:
+        llama, self._llama = self._llama, None
+        if llama is not None:
+            await asyncio.to_thread(llama.close) if hasattr(llama, "close") else None

@@ -1,0 +1,41 @@
+"""The `ChatEngine` interface every language-model backend implements, and the messages it takes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from assistant.config.schema import GenerationConfig
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: Role
+    content: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+
+class ChatEngine(Protocol):
+    """A language model that streams a reply to a list of chat messages."""
+
+    name: str
+    #: Where it runs, for messages (a URL, or "embedded:<file>").
+    location: str
+
+    def stream(self, messages: list[ChatMessage], generation: GenerationConfig) -> AsyncIterator[str]:
+        """Yield the reply's text as it is generated. Closing the iterator aborts the request.
+
+        Raises EngineUnavailable (one line for the user) when the engine cannot answer.
+        """
+        ...
+
+    async def check(self) -> None:
+        """Raise EngineUnavailable unless the engine is ready to answer (cheap; used by doctor and fallback)."""
+
+    async def aclose(self) -> None:
+        """Release connections, threads and models."""

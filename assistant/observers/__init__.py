@@ -1,0 +1,1 @@
+"""Observers: they watch the bus (latency, the events log) and never change the conversation."""

@@ -1,0 +1,199 @@
+"""The wiring: which stages a conversation runs, in which order, with which backends. The only module
+that knows how the stages fit together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from assistant.config.loader import Settings
+from assistant.conversation.reply import ConversationMemory, ReplyStage
+from assistant.conversation.responders import PersonaSwitch, Responder
+from assistant.conversation.session import SessionStage
+from assistant.conversation.turns import TurnController
+from assistant.errors import UsageError
+from assistant.events import (
+    Error,
+    Event,
+    Interrupted,
+    Latency,
+    Notice,
+    Subtitle,
+    TextInput,
+    TurnDone,
+    TurnDropped,
+    UserTranscript,
+)
+from assistant.llm.router import EngineRouter, override_routing
+from assistant.observers.events_log import EventsLog
+from assistant.observers.latency import LatencyObserver
+from assistant.pipeline.bus import Bus
+from assistant.pipeline.runtime import Pipeline
+from assistant.pipeline.stage import Stage
+
+log = logging.getLogger(__name__)
+
+InputKind = Literal["text", "mic", "browser", "file"]
+OutputKind = Literal["none", "speaker", "browser", "file"]
+
+
+@dataclass
+class Options:
+    """How a conversation runs: set from the command line."""
+
+    persona: str | None = None
+    mode: str | None = None
+    input: InputKind = "text"
+    input_path: Path | None = None
+    output: OutputKind = "none"
+    output_path: Path | None = None
+    llm_url: str | None = None
+    llm_model: str | None = None
+    events_path: Path | None = None
+    with_bridge: bool = False
+    #: Pace file input and output in real time (like a person and a speaker) or run as fast as possible.
+    is_realtime: bool = True
+    #: Write memory to the configured database (False: keep the conversation in process only).
+    use_memory: bool = True
+
+
+@dataclass
+class TurnResult:
+    """What one turn produced, collected from the bus."""
+
+    turn_id: int
+    heard: str = ""
+    emotion: str | None = None
+    persona: str = ""
+    sentences: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+    latency: Latency | None = None
+    is_interrupted: bool = False
+    is_dropped: bool = False
+
+    @property
+    def reply(self) -> str:
+        return "".join(s if not s[-1:].isascii() else s + " " for s in self.sentences).strip()
+
+
+class Conversation:
+    """A running conversation: the pipeline, its bus and observers, and handles to feed it."""
+
+    def __init__(self, settings: Settings, options: Options) -> None:
+        self.settings = settings
+        self.options = options
+        self.bus = Bus()
+        self.router = self._router()
+        self.memory: ConversationMemory | None = None
+        self._closers: list[Callable[[], object]] = []
+        self.latency = LatencyObserver(self.bus.publish, settings.data_dir / "latency.jsonl")
+        self.bus.subscribe(self.latency)
+        if options.events_path is not None:
+            events_log = EventsLog(options.events_path)
+            self.bus.subscribe(events_log)
+            self._closers.append(events_log.close)
+        persona_id = options.persona or settings.assistant.persona
+        settings.persona(persona_id)  # a clear error for an unknown persona
+        self.persona_id = persona_id
+        self.mode = options.mode or "normal"
+        self.turns = TurnController(settings.assistant.barge_in, settings.assistant.bedtime.barge_in_min_speech_ms)
+        self.pipeline = Pipeline(self._stages(), self.bus)
+        self._results: dict[int, TurnResult] = {}
+        self._finished: dict[int, asyncio.Event] = {}
+        self.bus.subscribe(self._collect)
+
+    # ------------------------------------------------------------------ building
+
+    def _router(self) -> EngineRouter:
+        if self.options.llm_url:
+            return EngineRouter(override_routing(self.options.llm_url, self.options.llm_model))
+        if self.options.llm_model:
+            raise UsageError("--llm-model needs --llm-url (the server to ask)")
+        return EngineRouter(self.settings.routing, self.settings.config_dir)
+
+    def _responders(self) -> list[Responder]:
+        return [PersonaSwitch(self.settings.personas)]
+
+    def _stages(self) -> list[Stage]:
+        settings, options = self.settings, self.options
+        is_voiced = options.output != "none"
+        stages: list[Stage] = [
+            SessionStage(settings.personas, self.persona_id, self.mode),
+            self.turns,
+            ReplyStage(settings.rules, settings.personas, self.persona_id, self.router, self.memory,
+                       mode=self.mode, responders=self._responders(), is_voiced=is_voiced),
+        ]
+        return stages
+
+    # ------------------------------------------------------------------ running
+
+    async def __aenter__(self) -> Conversation:
+        await self.pipeline.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self.pipeline.close()
+        await self.router.aclose()
+        for close in self._closers:
+            close()
+
+    def emit(self, event: Event) -> None:
+        self.pipeline.emit(event)
+
+    async def say(self, text: str, timeout: float | None = None) -> TurnResult:
+        """Type a line and wait until its turn is done (answered, dropped, failed or interrupted)."""
+        before = set(self._results)
+        self.emit(TextInput(text=text))
+        turn_id = next(t for t in self._results if t not in before)
+        await asyncio.wait_for(self._finished[turn_id].wait(), timeout)
+        return self._results[turn_id]
+
+    async def wait_turn(self, turn_id: int, timeout: float | None = None) -> TurnResult:
+        await asyncio.wait_for(self._turn_finished(turn_id).wait(), timeout)
+        return self._results[turn_id]
+
+    def _turn_finished(self, turn_id: int) -> asyncio.Event:
+        return self._finished.setdefault(turn_id, asyncio.Event())
+
+    @property
+    def results(self) -> list[TurnResult]:
+        return [self._results[t] for t in sorted(self._results)]
+
+    def _collect(self, event: Event) -> None:
+        turn_id = event.turn
+        if turn_id is None:
+            return
+        result = self._results.get(turn_id)
+        if result is None:
+            result = self._results[turn_id] = TurnResult(turn_id=turn_id)
+            self._turn_finished(turn_id)
+        if isinstance(event, UserTranscript):
+            result.heard = event.text
+        elif hasattr(event, "label") and event.type == "user-emotion":
+            result.emotion = event.label  # type: ignore[attr-defined]
+        elif isinstance(event, Subtitle):
+            result.persona = event.persona
+            result.sentences.append(event.text)
+        elif isinstance(event, Notice):
+            result.notices.append(event.message)
+        elif isinstance(event, Error):
+            result.errors.append(event.message)
+        elif isinstance(event, Latency):
+            result.latency = event
+        elif isinstance(event, TurnDone):
+            result.persona = event.persona
+            self._finished[turn_id].set()
+        elif isinstance(event, TurnDropped):
+            result.is_dropped = True
+            self._finished[turn_id].set()
+        elif isinstance(event, Interrupted):
+            result.is_interrupted = True
+            self._finished[turn_id].set()

@@ -1,0 +1,1 @@
+"""Speech understanding: the Transcriber and EmotionTagger interfaces, their backends, the Understand stage."""

@@ -1,0 +1,31 @@
+"""The bridge as a pipeline stage: it starts the server with the pipeline and emits what pages send.
+
+The stage accepts nothing; events reach the pages through the bus (wire it with
+``pipeline.bus.subscribe(server.publish)``). Page input (typed text, microphone audio, interrupt, persona and
+mode requests, playback reports) comes out of the stage as events via ``self.emit``.
+"""
+
+from __future__ import annotations
+
+from assistant.events import Event
+from assistant.pipeline.stage import Stage, StageContext
+from live2d_bridge.server import BridgeServer
+
+
+class BridgeStage(Stage):
+    """Runs a :class:`BridgeServer` for the pipeline's lifetime and emits the pages' input as events."""
+
+    def __init__(self, server: BridgeServer) -> None:
+        super().__init__()
+        self.server = server
+        server.on_input = self.on_input
+
+    async def start(self, ctx: StageContext) -> None:
+        await super().start(ctx)
+        await self.server.start()
+
+    def on_input(self, event: Event) -> None:
+        self.emit(event)
+
+    async def stop(self) -> None:
+        await self.server.stop()
