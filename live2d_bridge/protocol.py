@@ -104,6 +104,8 @@ def _ident(kind: str, name: str, value: Any) -> str:
 
 
 def _index(kind: str, name: str, value: Any) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**53:
         raise _bad(kind, name, "must be a whole number >= 0")
     return value

@@ -18,7 +18,7 @@ SILENCE_RMS = 0.001
 def window_rms(samples: np.ndarray, sample_rate: int, window_ms: int = WINDOW_MS) -> np.ndarray:
     """RMS of each ``window_ms`` window (the last one may be shorter)."""
     samples = np.asarray(samples, dtype=np.float32).reshape(-1)
-    size = max(1, int(round(sample_rate * window_ms / 1000)))
+    size = max(1, round(sample_rate * window_ms / 1000))
     count = math.ceil(len(samples) / size)
     if count == 0:
         return np.zeros(0, dtype=np.float32)

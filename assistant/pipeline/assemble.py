@@ -90,6 +90,8 @@ class Conversation:
         self.bus = Bus()
         self.router = self._router()
         self.memory: ConversationMemory | None = None
+        self.bridge: object | None = None
+        self.source: Stage | None = None
         self._closers: list[Callable[[], object]] = []
         self.latency = LatencyObserver(self.bus.publish, settings.data_dir / "latency.jsonl")
         self.bus.subscribe(self.latency)
@@ -120,15 +122,76 @@ class Conversation:
         return [PersonaSwitch(self.settings.personas)]
 
     def _stages(self) -> list[Stage]:
+        """Session, bridge, input, VAD, turns, understanding, reply, speech, output — in start order."""
         settings, options = self.settings, self.options
         is_voiced = options.output != "none"
-        stages: list[Stage] = [
-            SessionStage(settings.personas, self.persona_id, self.mode),
-            self.turns,
-            ReplyStage(settings.rules, settings.personas, self.persona_id, self.router, self.memory,
-                       mode=self.mode, responders=self._responders(), is_voiced=is_voiced),
-        ]
+        stages: list[Stage] = [SessionStage(settings.personas, self.persona_id, self.mode)]
+        if options.with_bridge or options.input == "browser" or options.output == "browser":
+            stages.append(self._bridge_stage())
+        if options.input != "text":
+            stages += [self._source(), self._vad()]
+        stages.append(self.turns)
+        if options.input != "text":
+            stages.append(self._understand())
+        stages.append(ReplyStage(settings.rules, settings.personas, self.persona_id, self.router, self.memory,
+                                 mode=self.mode, responders=self._responders(), is_voiced=is_voiced))
+        if is_voiced:
+            from assistant.audio.output_stage import OutputStage
+            from assistant.tts.speech_stage import SpeechStage
+
+            stages += [SpeechStage(settings.personas, settings.assistant.tts), OutputStage(self._sink())]
         return stages
+
+    def _bridge_stage(self) -> Stage:
+        from live2d_bridge.server import BridgeServer
+        from live2d_bridge.stage import BridgeStage
+
+        settings = self.settings
+        self.bridge = BridgeServer(settings.assistant.bridge, list(settings.personas.values()), on_input=lambda e: None,
+                                   base_dir=settings.config_dir, persona=self.persona_id, mode=self.mode,
+                                   send_audio=settings.assistant.tts.send_audio_to_page)
+        self.bus.subscribe(self.bridge.publish)
+        return BridgeStage(self.bridge)
+
+    def _source(self) -> Stage:
+        from assistant.audio.sources import MicSource, PcmFeedSource, WavSource
+
+        options, audio = self.options, self.settings.assistant.audio
+        frame_ms = self.settings.assistant.vad.frame_ms
+        if options.input == "file":
+            assert options.input_path is not None
+            self.source = WavSource(options.input_path, realtime=options.is_realtime, frame_ms=frame_ms)
+        elif options.input == "mic":
+            self.source = MicSource(audio.input_device, frame_ms=frame_ms)
+        else:
+            self.source = PcmFeedSource(frame_ms=frame_ms)
+        return self.source
+
+    def _vad(self) -> Stage:
+        from assistant.audio.vad import VadStage
+
+        a = self.settings.assistant
+        return VadStage(a.vad, a.barge_in, a.bedtime)
+
+    def _understand(self) -> Stage:
+        from assistant.speech.emotion import make_emotion_tagger
+        from assistant.speech.transcriber import make_transcriber
+        from assistant.speech.understand import UnderstandStage
+
+        a = self.settings.assistant
+        return UnderstandStage(make_transcriber(a.asr), make_emotion_tagger(a.emotion), a.asr, a.emotion)
+
+    def _sink(self) -> object:
+        from assistant.audio.sinks import NullSink, SpeakerSink, WavFileSink
+
+        options = self.options
+        if options.output == "file":
+            assert options.output_path is not None
+            return WavFileSink(options.output_path, realtime=options.is_realtime)
+        if options.output == "speaker":
+            return SpeakerSink(self.settings.assistant.audio.output_device)
+        # The page plays the audio; the null sink keeps time so turns end when the page has played them.
+        return NullSink(realtime=True)
 
     # ------------------------------------------------------------------ running
 
@@ -162,6 +225,9 @@ class Conversation:
 
     def _turn_finished(self, turn_id: int) -> asyncio.Event:
         return self._finished.setdefault(turn_id, asyncio.Event())
+
+    def result(self, turn_id: int) -> TurnResult | None:
+        return self._results.get(turn_id)
 
     @property
     def results(self) -> list[TurnResult]:

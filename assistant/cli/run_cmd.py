@@ -1,0 +1,78 @@
+"""`saijin run`: the voice conversation — microphone, browser or WAV file in; speaker, browser or WAV out."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+from pathlib import Path
+
+from assistant.cli.common import conversation_options, print_turn, voice_output
+from assistant.config import load_settings
+from assistant.errors import UsageError
+from assistant.events import Event, Interrupted, TurnDone, TurnDropped
+from assistant.pipeline.assemble import Conversation
+
+HELP = "voice conversation: --input mic|browser|FILE.wav, --output speaker|browser|FILE.wav"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--persona", metavar="ID", help="who answers first")
+    parser.add_argument("--mode", choices=("normal", "bedtime"), help="conversation mode")
+    parser.add_argument("--input", default="mic", metavar="mic|browser|FILE.wav", help="where speech comes from (default: mic)")
+    parser.add_argument("--output", metavar="speaker|browser|FILE.wav",
+                        help="where replies are spoken (default: speaker; browser with --input browser)")
+    parser.add_argument("--no-voice", action="store_true", help="print replies without speaking them")
+    parser.add_argument("--fast", action="store_true", help="read a WAV input as fast as possible instead of in real time")
+    parser.add_argument("--no-bridge", action="store_true", help="do not start the avatar page")
+
+
+def _input(value: str) -> tuple[str, Path | None]:
+    if value in ("mic", "browser"):
+        return value, None
+    path = Path(value)
+    if path.suffix.lower() != ".wav" and not path.exists():
+        raise UsageError(f"--input {value}: use mic, browser or a .wav file")
+    return "file", path
+
+
+def _output(value: str | None, input_kind: str, settings: object) -> tuple[str, Path | None]:
+    if value is None:
+        return ("browser" if input_kind == "browser" else voice_output(settings)), None  # type: ignore[arg-type]
+    if value in ("speaker", "browser"):
+        return value, None
+    if not value.lower().endswith(".wav"):
+        raise UsageError(f"--output {value}: use speaker, browser or a .wav file")
+    return "file", Path(value)
+
+
+async def run(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config, args.profile)
+    options = conversation_options(args, settings)
+    options.input, options.input_path = _input(args.input)  # type: ignore[assignment]
+    options.output, options.output_path = _output(args.output, options.input, settings)  # type: ignore[assignment]
+    if args.no_voice:
+        options.output = "none"
+    options.is_realtime = not args.fast and settings.assistant.audio.realtime_file_input
+    options.with_bridge = settings.assistant.bridge.enabled and not args.no_bridge and options.input != "file"
+    async with Conversation(settings, options) as conversation:
+        names = {p.id: p.display_name for p in settings.personas.values()}
+
+        def show(event: Event) -> None:
+            if isinstance(event, TurnDone | TurnDropped | Interrupted):
+                result = conversation.result(event.turn_id)
+                if result is not None:
+                    print_turn(result, names)
+
+        conversation.bus.subscribe(show)
+        if conversation.bridge is not None:
+            print(f"avatar page: {conversation.bridge.url}   websocket: {conversation.bridge.ws_url}", file=sys.stderr)
+        if options.input == "file":
+            await conversation.pipeline.wait_runners()
+            await conversation.pipeline.wait_idle()
+            return 0
+        print("listening… (Ctrl-C to stop)", file=sys.stderr)
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.Event().wait()  # until Ctrl-C
+    return 0
