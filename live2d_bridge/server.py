@@ -122,8 +122,9 @@ class BridgeServer:
         self.personas = list(personas)
         self.on_input = on_input
         self.send_audio = send_audio
-        self.files = SiteFiles(web_dir=Path(web_dir), live2d=live2d_paths or Live2DPaths(), base_dir=base_dir,
-                               personas=self.personas)
+        if live2d_paths is None:
+            live2d_paths = Live2DPaths.find(bridge_cfg.pixi_script, bridge_cfg.live2d_display_script, base_dir)
+        self.files = SiteFiles(web_dir=Path(web_dir), live2d=live2d_paths, base_dir=base_dir, personas=self.personas)
         ids = [p.id for p in self.personas]
         first = persona if persona in ids else ids[0]
         self.persona = first

@@ -83,7 +83,10 @@ class OutputStage(Stage):
         yield  # pragma: no cover - events go out through emit, also from the cancel path
 
     async def _play(self, audio: Audio) -> None:
-        samples, rate = self.sink.convert(audio.samples, audio.sample_rate)
+        if self.sink.sample_rate not in (None, audio.sample_rate):  # resampling a sentence: off the loop
+            samples, rate = await asyncio.to_thread(self.sink.convert, audio.samples, audio.sample_rate)
+        else:
+            samples, rate = self.sink.convert(audio.samples, audio.sample_rate)
         block = max(1, int(rate * self.block_ms / 1000))
         played = 0
         started = False

@@ -113,7 +113,7 @@ class AudioSink:
     async def _output(self, block: np.ndarray, sample_rate: int) -> float:
         """Hand the block to the device or file; return the monotonic time its first sample plays."""
         start = now()
-        if self.realtime and self._due is not None and self._due > start - 0.005:
+        if self.realtime and self._due is not None and self._due > start - 0.05:
             return self._due  # continuous playback: keep to the audio clock, do not drift
         return start
 

@@ -85,6 +85,15 @@ class SegmentDrop:
 
 Segment = SegmentStart | SegmentPause | SegmentResume | SegmentEnd | SegmentDrop
 
+#: Trailing voiced frames quieter than this fraction of the segment's loudest (-30 dB) are fading tail.
+_TAIL_RATIO = 10 ** (-30 / 20)
+#: At most this many frames are taken back from webrtcvad's end of speech.
+_MAX_TAIL_FRAMES = 10
+
+
+def _rms(frame: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(frame, dtype=np.float64)))) if frame.size else 0.0
+
 
 class Segmenter:
     """webrtcvad frame decisions -> speech segments. Pure: no clock, no events, no I/O."""
@@ -111,13 +120,15 @@ class Segmenter:
         self.max_len = int(sample_rate * max_utterance_s)
         self.position = 0  # samples framed so far (the end of the last frame)
         self._pending = np.zeros(0, dtype=np.float32)
-        self._recent: collections.deque[tuple[int, np.ndarray]] = collections.deque(
+        self._recent: collections.deque[tuple[int, np.ndarray, float]] = collections.deque(
             maxlen=self.preroll_frames + self.start_frames)
+        self._levels: collections.deque[float] = collections.deque(maxlen=max(1, 2000 // frame_ms))
         self._run_start = 0
         self._run_len = 0
         # The open segment, if any.
         self.is_speaking = False
         self._frames: list[np.ndarray] = []
+        self._frame_levels: list[float] = []
         self._audio_start = 0
         self._onset = 0
         self._last_voiced_end = 0
@@ -128,10 +139,12 @@ class Segmenter:
         self._vad.set_mode(int(value))
         self.aggressiveness = int(value)
 
-    def is_voiced(self, frame: np.ndarray, min_rms: float = 0.0) -> bool:
+    def is_voiced(self, frame: np.ndarray, min_rms: float = 0.0, level: float | None = None) -> bool:
         """The frame decision: loud enough for the gates, and speech for webrtcvad."""
         gate = max(self.rms_gate, min_rms)
-        if gate > 0 and float(np.sqrt(np.mean(np.square(frame, dtype=np.float64)))) < gate:
+        if level is None:
+            level = _rms(frame)
+        if gate > 0 and level < gate:
             return False
         pcm = (np.clip(frame, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
         return bool(self._vad.is_speech(pcm, self.sample_rate))
@@ -145,8 +158,9 @@ class Segmenter:
         out: list[Segment] = []
         for i in range(count):
             frame = data[i * self.frame_len:(i + 1) * self.frame_len]
-            is_voiced = not is_muted and self.is_voiced(frame, min_rms)
-            out.extend(self._step(frame, is_voiced))
+            level = _rms(frame)
+            is_voiced = not is_muted and self.is_voiced(frame, min_rms, level)
+            out.extend(self._step(frame, level, is_voiced))
         self._pending = data[count * self.frame_len:].copy()
         return out
 
@@ -160,10 +174,11 @@ class Segmenter:
 
     # -------------------------------------------------------------- internals
 
-    def _step(self, frame: np.ndarray, is_voiced: bool) -> list[Segment]:
+    def _step(self, frame: np.ndarray, level: float, is_voiced: bool) -> list[Segment]:
         start = self.position
         end = self.position = start + len(frame)
-        self._recent.append((start, frame))
+        self._recent.append((start, frame, level))
+        self._levels.append(level)
         if not self.is_speaking:
             if not is_voiced:
                 self._run_len = 0
@@ -175,6 +190,7 @@ class Segmenter:
                 return []
             return [self._open(end)]
         self._frames.append(frame)
+        self._frame_levels.append(level)
         out: list[Segment] = []
         if is_voiced:
             if self._is_paused:
@@ -186,7 +202,7 @@ class Segmenter:
             self._silent_frames += 1
             if self._silent_frames == self.tail_frames:
                 self._is_paused = True
-                out.append(SegmentPause(onset=self._onset, pause_start=self._last_voiced_end, audio=self._audio()))
+                out.append(SegmentPause(onset=self._onset, pause_start=self._speech_end(), audio=self._audio()))
             if self._silent_frames >= self.hangover_frames:
                 out.append(self._close(decided=end))
                 return out
@@ -197,11 +213,29 @@ class Segmenter:
                 out.extend(self._cut(end))
         return out
 
+    def _speech_end(self) -> int:
+        """The real end of speech: webrtcvad keeps calling the fading tail speech for about 100 ms, so step
+        back over trailing voiced frames that are much quieter than the segment's speech (30 dB under its
+        loudest frame) and no louder than the background (2 x the 10th percentile of the last 2 s)."""
+        end = self._last_voiced_end
+        levels = self._frame_levels[: max(0, (end - self._audio_start) // self.frame_len)]
+        if not levels:
+            return end
+        floor = float(np.percentile(self._levels, 10)) if self._levels else 0.0
+        threshold = max(max(levels) * _TAIL_RATIO, 2.0 * floor)
+        steps = 0
+        while (steps < _MAX_TAIL_FRAMES and len(levels) > steps + 1 and levels[-1 - steps] < threshold
+               and end - (steps + 1) * self.frame_len > self._onset):
+            steps += 1
+        return end - steps * self.frame_len
+
     def _open(self, end: int) -> SegmentStart:
         self.is_speaking = True
         self._onset = self._run_start
         first = self._run_start - self.preroll_frames * self.frame_len
-        self._frames = [frame for start, frame in self._recent if start >= first]
+        kept = [(frame, level) for start, frame, level in self._recent if start >= first]
+        self._frames = [frame for frame, _level in kept]
+        self._frame_levels = [level for _frame, level in kept]
         self._audio_start = end - sum(len(f) for f in self._frames)
         self._last_voiced_end = end
         self._silent_frames = 0
@@ -218,9 +252,9 @@ class Segmenter:
     def _close(self, decided: int) -> SegmentEnd | SegmentDrop:
         self.is_speaking = False
         self._run_len = 0
-        onset, speech_end = self._onset, self._last_voiced_end
+        onset, speech_end = self._onset, self._speech_end()
         audio = self._audio()
-        self._frames = []
+        self._frames, self._frame_levels = [], []
         if speech_end - onset < self.min_speech:
             return SegmentDrop(onset=onset, speech_end=speech_end)
         return SegmentEnd(onset=onset, speech_end=speech_end, decided=decided, audio_start=self._audio_start,
@@ -230,7 +264,7 @@ class Segmenter:
         """The segment reached its maximum length while speech goes on: end it here and open the next."""
         ended = SegmentEnd(onset=self._onset, speech_end=end, decided=end, audio_start=self._audio_start,
                            audio=self._audio(until=end), is_cut=True)
-        self._frames = []
+        self._frames, self._frame_levels = [], []
         self._audio_start = self._onset = self._last_voiced_end = end
         self._silent_frames = 0
         self._is_paused = False

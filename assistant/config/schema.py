@@ -121,6 +121,10 @@ class BridgeConfig(Strict):
     max_message_bytes: Annotated[int, Field(ge=1024)] = 256 * 1024
     max_messages_per_second: Annotated[float, Field(gt=0)] = 100.0
     client_queue_size: Annotated[int, Field(ge=1)] = 256
+    #: Live2D libraries (pixi.js 6 browser build, pixi-live2d-display 0.4 cubism4 build): a path or URL each;
+    #: null: looked up in node_modules (the project's, then .cache/npm).
+    pixi_script: str | None = None
+    live2d_display_script: str | None = None
 
 
 class MemoryConfig(Strict):
@@ -131,6 +135,8 @@ class MemoryConfig(Strict):
     recent_turns: Annotated[int, Field(ge=0, le=100)] = 8
     #: The memory part of the prompt (summary + recalled snippets + recent turns) stays within this many characters.
     prompt_budget_chars: Annotated[int, Field(ge=200)] = 4000
+    #: normal: a committed turn survives the process being killed; full: also a power cut (an fsync per turn).
+    synchronous: Literal["normal", "full"] = "normal"
 
 
 class ScheduleWindow(Strict):
@@ -333,6 +339,8 @@ class EngineConfig(Strict):
     #: embedded: llama.cpp context size and threads; ollama: keep_alive.
     n_ctx: Annotated[int, Field(ge=128)] = 2048
     n_threads: Annotated[int, Field(ge=0)] = 0
+    #: embedded: a llama.cpp chat format, "transcript" (a written dialogue, best for base models) or
+    #: "gemma" turns; null: the model's own chat template, else transcript.
     chat_format: str | None = None
     #: embedded: llama.cpp's penalty against repeating itself (small base models loop without it).
     repeat_penalty: Annotated[float, Field(ge=1, le=2)] = 1.15

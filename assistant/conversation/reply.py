@@ -180,7 +180,7 @@ class ReplyStage(Stage):
         except SaijinError as exc:
             for notice in notices:
                 yield Notice(message=notice, turn_id=turn.turn_id)
-            log.warning("turn %d: %s", turn.turn_id, exc)
+            log.info("turn %d: %s", turn.turn_id, exc)
             yield Error(message=str(exc), turn_id=turn.turn_id, ends_turn=False)
             line = pick(persona.lines.get("engine_down", []))
             if line and not reply.sentences:

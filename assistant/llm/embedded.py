@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -20,6 +22,30 @@ log = logging.getLogger(__name__)
 _END = object()
 #: Gemma-style turn markers, used when the model file has no chat template of its own.
 _TURN_STOPS = ["<end_of_turn>", "<start_of_turn>", "<eos>"]
+
+
+def transcript_prompt(messages: list[ChatMessage]) -> str:
+    """Messages -> a written dialogue that a base model (no chat tuning) continues with one line.
+
+    Small base models echo instructions given as a chat turn; a transcript under a header they continue
+    in character. The reply ends at the line break (the caller stops there).
+    """
+    system = next((m for m in messages if m.role == "system"), None)
+    name = (system.name if system else None) or "アシスタント"
+    last_user = next((m.content for m in reversed(messages) if m.role == "user"), "")
+    is_english = not any("\u3040" <= ch <= "\u30ff" or "\u4e00" <= ch <= "\u9fff" for ch in last_user)
+    user = "Friend" if is_english else "相手"
+    header = system.content.strip() if system else ""
+    intro = (f"What follows is a conversation between {name} and a friend. {name} answers in one or two short sentences."
+             if is_english else f"以下は、{name}と{user}の会話です。{name}は一、二文の短い話し言葉で答えます。")
+    lines = [header, "", intro, ""] if header else [intro, ""]
+    for message in messages:
+        if message.role == "system":
+            continue
+        speaker = name if message.role == "assistant" else user
+        lines.append(f"{speaker}: {' '.join(message.content.split())}")
+    lines.append(f"{name}:")
+    return "\n".join(lines)
 
 
 def fold_into_turns(messages: list[ChatMessage]) -> str:
@@ -42,6 +68,23 @@ def fold_into_turns(messages: list[ChatMessage]) -> str:
     return "".join(parts) + "<start_of_turn>model\n"
 
 
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Silence llama.cpp's C-level chatter on stderr (it ignores verbose=False for some lines) unless -v."""
+    if logging.getLogger().isEnabledFor(logging.INFO):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 class EmbeddedEngine:
     """Runs a GGUF model with llama.cpp in a worker thread; tokens cross to the event loop one by one.
 
@@ -53,7 +96,8 @@ class EmbeddedEngine:
         self.config = config
         self._base_dir = base_dir
         self._llama: Any = None
-        self._uses_template = False
+        #: chat (the model's own template), transcript (a written dialogue, for base models) or gemma turns.
+        self.prompt_style = "transcript"
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()
         self.location = f"embedded:{config.model}"
@@ -79,15 +123,23 @@ class EmbeddedEngine:
             path = self._model_path()
             threads = self.config.n_threads or max(1, (os.cpu_count() or 2))
             try:
-                llama = Llama(model_path=str(path), n_ctx=self.config.n_ctx, n_threads=threads,
-                              chat_format=self.config.chat_format, verbose=False)
+                chat_format = None if self.config.chat_format in ("transcript", "gemma") else self.config.chat_format
+                with quiet_stderr():
+                    llama = Llama(model_path=str(path), n_ctx=self.config.n_ctx, n_threads=threads,
+                                  chat_format=chat_format, verbose=False)
             except Exception as exc:
                 raise ModelMissing(f"engine {self.name}: cannot load {path.name} ({exc}) — check the file or `saijin doctor`") from None
             metadata = getattr(llama, "metadata", {}) or {}
-            self._uses_template = bool(self.config.chat_format) or "tokenizer.chat_template" in metadata
+            has_template = "tokenizer.chat_template" in metadata
+            if self.config.chat_format in ("transcript", "gemma"):
+                self.prompt_style = self.config.chat_format
+            elif self.config.chat_format or has_template:
+                self.prompt_style = "chat"
+            else:
+                self.prompt_style = "transcript"
             self._llama = llama
             self.location = f"embedded:{path.name}"
-            log.info("embedded engine %s loaded %s (chat template: %s)", self.name, path.name, self._uses_template)
+            log.info("embedded engine %s loaded %s (prompt style: %s)", self.name, path.name, self.prompt_style)
             return llama
 
     def _generate(self, messages: list[ChatMessage], generation: GenerationConfig) -> Iterator[str]:
@@ -99,19 +151,26 @@ class EmbeddedEngine:
             "repeat_penalty": self.config.repeat_penalty,
             "stream": True,
         }
-        if self._uses_template:
+        style = self.prompt_style
+        if style == "chat":
             chunks = llama.create_chat_completion([m.as_dict() for m in messages], stop=generation.stop or None, **params)
             for chunk in chunks:
                 text = chunk["choices"][0].get("delta", {}).get("content")
                 if text:
                     yield text
+            return
+        if style == "gemma":
+            prompt, stops = fold_into_turns(messages), [*_TURN_STOPS, *generation.stop]
         else:
-            prompt = fold_into_turns(messages)
-            chunks = llama.create_completion(prompt, stop=[*_TURN_STOPS, *generation.stop], **params)
-            for chunk in chunks:
-                text = chunk["choices"][0].get("text")
-                if text:
-                    yield text
+            prompt, stops = transcript_prompt(messages), ["\n", *generation.stop]
+        first = True
+        for chunk in llama.create_completion(prompt, stop=stops, **params):
+            text = chunk["choices"][0].get("text")
+            if first and text:
+                text = text.lstrip()
+            if text:
+                first = False
+                yield text
 
     async def stream(self, messages: list[ChatMessage], generation: GenerationConfig) -> AsyncIterator[str]:
         loop = asyncio.get_running_loop()

@@ -15,6 +15,8 @@ Role = Literal["system", "user", "assistant"]
 class ChatMessage:
     role: Role
     content: str
+    #: On the system message: the persona's name, for engines that write the dialogue as a transcript.
+    name: str | None = None
 
     def as_dict(self) -> dict[str, str]:
         return {"role": self.role, "content": self.content}

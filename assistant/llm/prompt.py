@@ -66,7 +66,7 @@ def build_messages(rules: RulesConfig, persona: PersonaConfig, user_text: str, m
                    mood: UserMood | None = None, memory: MemoryView | None = None,
                    history: Sequence[tuple[str, str]] = ()) -> list[ChatMessage]:
     """System prompt, then recent turns (from memory, else ``history``), then what the user just said."""
-    messages = [ChatMessage("system", system_prompt(rules, persona, mode, mood, memory))]
+    messages = [ChatMessage("system", system_prompt(rules, persona, mode, mood, memory), name=persona.display_name)]
     recent = memory.recent if memory is not None and memory.recent else list(history)
     for role, text in recent:
         if role in ("user", "assistant") and text.strip():

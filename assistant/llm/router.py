@@ -83,7 +83,7 @@ class EngineRouter:
                 except StopAsyncIteration:
                     first = ""
             except (EngineUnavailable, ModelMissing, SaijinError) as exc:
-                log.warning("engine %s failed before its first token: %s", name, exc)
+                log.info("engine %s failed before its first token: %s", name, exc)
                 failures.append(str(exc))
                 if name not in self._down:
                     self._down.add(name)

@@ -85,10 +85,7 @@ def recall_snippets(store: MemoryStore, persona: str, user_text: str, limit: int
     if limit <= 0 or not user_text.strip():
         return []
     terms = query_terms(user_text)
-    if terms:
-        terms = informative_terms(store, terms)
-    else:
-        terms = short_terms(user_text)
+    terms = informative_terms(store, terms) if terms else short_terms(user_text)
     if not terms:
         return []
     wanted = user_text.strip()
@@ -139,15 +136,18 @@ def recall_for_prompt(store: MemoryStore, persona: str, user_text: str, budget_c
 def fit_to_budget(context: MemoryContext, budget: int) -> MemoryContext:
     """Trim ``context`` in place until it fits ``budget`` characters, least important first.
 
-    Order: the oldest recent turns (keeping the last two) and the lowest-ranked snippets, alternately;
+    Order: the oldest recent turns (keeping the last two) and the lowest-ranked snippets, taking from
+    whichever holds more characters;
     the least relevant facts (keeping three); the summary (shortened, then dropped); the remaining facts;
     the remaining recent turns, oldest first; finally the last turn is shortened, keeping its end.
     """
     budget = max(0, budget)
     while context.chars > budget and (len(context.recent) > KEEP_RECENT or context.snippets):
-        if len(context.recent) > KEEP_RECENT:
+        # Take from whichever of the two holds more characters, so neither is emptied for the other.
+        older = sum(len(text) for _role, text in context.recent[:-KEEP_RECENT]) if KEEP_RECENT else 0
+        if len(context.recent) > KEEP_RECENT and older >= sum(map(len, context.snippets)):
             context.recent.pop(0)
-        if context.chars > budget and context.snippets:
+        else:
             context.snippets.pop()
     while context.chars > budget and len(context.facts) > KEEP_FACTS:
         context.facts.pop()

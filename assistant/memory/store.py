@@ -28,9 +28,12 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 from assistant.errors import SaijinError
+
+if TYPE_CHECKING:
+    from assistant.config.loader import Settings
 
 log = logging.getLogger(__name__)
 
@@ -261,6 +264,11 @@ def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
     return schema_version(conn)
 
 
+def database_path(settings: Settings) -> Path:
+    """Where the memory database lives (``memory.database``, relative to the project folder)."""
+    return settings.data_path(settings.assistant.memory.database)
+
+
 class MemoryStore:
     """Turns, summaries and facts of every persona in one SQLite file (WAL)."""
 
@@ -277,6 +285,12 @@ class MemoryStore:
         except sqlite3.DatabaseError as exc:
             raise SaijinError(f"{self.path}: cannot open the memory database ({exc}) — move the file aside "
                               f"to start a fresh memory, or restore a backup") from None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MemoryStore:
+        """The store configured by ``memory.database`` and ``memory.synchronous`` in assistant.yaml."""
+        config = settings.assistant.memory
+        return cls(database_path(settings), synchronous=config.synchronous)
 
     # ---------------------------------------------------------------------------------------------
     # opening and the schema
@@ -537,7 +551,8 @@ class MemoryStore:
                 "INSERT INTO facts (persona, kind, text, norm, source_turn, created_at) VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (persona, kind, norm) DO UPDATE SET text = excluded.text, "
                 "source_turn = COALESCE(excluded.source_turn, facts.source_turn), created_at = excluded.created_at "
-                "RETURNING id", (persona, kind, text.strip(), norm, source_turn, stamp)).fetchone()
+                "RETURNING id", (persona, kind, text.strip().rstrip("。．.!！、,").strip(), norm, source_turn,
+                                 stamp)).fetchone()
             return int(row[0])
 
     def facts(self, persona: str | None = None, limit: int | None = None) -> list[Fact]:
@@ -651,6 +666,10 @@ class MemoryStore:
                 conn.execute("DELETE FROM turns WHERE id IN (SELECT id FROM temp.forget_turns)")
                 for table, ids in (("facts", fact_ids), ("summaries", summary_ids)):
                     conn.executemany(f"DELETE FROM {table} WHERE id = ?", [(row_id,) for row_id in ids])
+                if self.has_fts and (turns or fact_ids):
+                    # Merge the index so the forgotten text's trigrams leave it too (not just marked deleted).
+                    for fts, _content in _FTS_TABLES:
+                        conn.execute(f"INSERT INTO {fts} ({fts}) VALUES ('optimize')")
             conn.execute("DELETE FROM temp.forget_turns")
         result = ForgetResult(turns=int(turns), facts=len(fact_ids), summaries=len(summary_ids))
         if not dry_run and result.total:

@@ -11,6 +11,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from assistant.config.schema import GenerationConfig
+from assistant.llm.engine import ChatEngine, ChatMessage
 from assistant.memory.store import MemoryStore, Turn
 
 log = logging.getLogger(__name__)
@@ -26,15 +28,30 @@ SUMMARY_INSTRUCTIONS = {
 }
 
 
-def summary_messages(turns: list[Turn], previous: str | None, language: str = "ja") -> list[dict[str, str]]:
-    """Chat messages asking a model to fold ``turns`` into ``previous`` (for wiring a ChatEngine)."""
+def summary_messages(turns: list[Turn], previous: str | None, language: str = "ja") -> list[ChatMessage]:
+    """Chat messages asking a model to fold ``turns`` into the ``previous`` summary."""
     instructions = SUMMARY_INSTRUCTIONS.get(language, SUMMARY_INSTRUCTIONS["en"])
-    lines = [f"{'user' if turn.role == 'user' else 'assistant'}: {turn.text}" for turn in turns]
+    lines = [f"{turn.role}: {turn.text}" for turn in turns]
     parts = []
     if previous:
         parts.append(f"Previous summary:\n{previous}")
     parts.append("New conversation:\n" + "\n".join(lines))
-    return [{"role": "system", "content": instructions}, {"role": "user", "content": "\n\n".join(parts)}]
+    return [ChatMessage("system", instructions), ChatMessage("user", "\n\n".join(parts))]
+
+
+def engine_summarizer(engine: ChatEngine, generation: GenerationConfig, language: str = "ja") -> SummarizeFn:
+    """A ``SummarizeFn`` that asks ``engine`` (the persona's LLM) with ``summary_messages``."""
+
+    async def summarize(persona: str, turns: list[Turn], previous: str | None) -> str:
+        stream = engine.stream(summary_messages(turns, previous, language), generation)
+        try:
+            return "".join([piece async for piece in stream]).strip()
+        finally:
+            closer = getattr(stream, "aclose", None)
+            if closer is not None:
+                await closer()
+
+    return summarize
 
 
 class Summarizer:
@@ -74,6 +91,15 @@ class Summarizer:
         tasks = [task for task in self._tasks.values() if not task.done()]
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    def cancel(self) -> None:
+        """Stop the summaries in progress at once (e.g. when a reply needs the same local engine).
+
+        Nothing half-written is saved; the summary is tried again after the next turn.
+        """
+        for task in self._tasks.values():
+            if not task.done():
+                task.cancel()
 
     async def aclose(self) -> None:
         """Cancel the summaries in progress; nothing half-written is saved."""

@@ -107,6 +107,7 @@ class Conversation:
         self.pipeline = Pipeline(self._stages(), self.bus)
         self._results: dict[int, TurnResult] = {}
         self._finished: dict[int, asyncio.Event] = {}
+        self._new_turn = asyncio.Event()
         self.bus.subscribe(self._collect)
 
     # ------------------------------------------------------------------ building
@@ -213,11 +214,16 @@ class Conversation:
 
     async def say(self, text: str, timeout: float | None = None) -> TurnResult:
         """Type a line and wait until its turn is done (answered, dropped, failed or interrupted)."""
-        before = set(self._results)
-        self.emit(TextInput(text=text))
-        turn_id = next(t for t in self._results if t not in before)
-        await asyncio.wait_for(self._finished[turn_id].wait(), timeout)
-        return self._results[turn_id]
+        async def answered() -> TurnResult:
+            before = set(self._results)
+            self._new_turn.clear()
+            self.emit(TextInput(text=text))
+            while not (new := [t for t in self._results if t not in before]):
+                await self._new_turn.wait()
+                self._new_turn.clear()
+            return await self.wait_turn(min(new))
+
+        return await asyncio.wait_for(answered(), timeout)
 
     async def wait_turn(self, turn_id: int, timeout: float | None = None) -> TurnResult:
         await asyncio.wait_for(self._turn_finished(turn_id).wait(), timeout)
@@ -241,6 +247,7 @@ class Conversation:
         if result is None:
             result = self._results[turn_id] = TurnResult(turn_id=turn_id)
             self._turn_finished(turn_id)
+            self._new_turn.set()
         if isinstance(event, UserTranscript):
             result.heard = event.text
         elif hasattr(event, "label") and event.type == "user-emotion":

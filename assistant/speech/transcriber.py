@@ -1,4 +1,4 @@
-"""The Transcriber interface, its result, and the hallucination guard that keeps phantom turns out."""
+"""The Transcriber interface and factory, its result, and the hallucination guard against phantom turns."""
 
 from __future__ import annotations
 
@@ -94,3 +94,12 @@ class HallucinationGuard:
         if self.is_blocked(transcript.text):
             return f"phantom phrase: {transcript.text.strip()!r}"
         return None
+
+
+def make_transcriber(cfg: AsrConfig) -> Transcriber:
+    """The Transcriber the config asks for (not loaded yet)."""
+    if cfg.backend == "faster-whisper":
+        from assistant.speech.whisper import WhisperTranscriber
+
+        return WhisperTranscriber.from_config(cfg)
+    raise ValueError(f"unknown ASR backend {cfg.backend!r}")  # the schema allows no other

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -67,6 +68,9 @@ class WhisperTranscriber:
             except ImportError:
                 raise MissingExtra("faster-whisper", "asr", "speech recognition") from None
             source = resolve_model(self.model_name)
+            if source.startswith(("/", "./", "../", "~")) and not Path(source).exists():
+                raise ModelMissing(f"asr.model: the Whisper model folder {source} does not exist — fix the path or use a "
+                                   f"model name")
             device, compute_type = pick_device(self.device, self.compute_type)
             try:
                 self._model = WhisperModel(source, device=device, compute_type=compute_type,

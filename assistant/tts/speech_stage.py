@@ -36,13 +36,13 @@ class SpeechStage(Stage):
 
     def __init__(self, personas: dict[str, PersonaConfig], tts_cfg: TtsConfig,
                  synth_factory: Callable[[VoiceConfig], Synthesizer] = make_synthesizer,
-                 *, preload: bool = True) -> None:
+                 *, preload: bool = True, is_bedtime: bool = False) -> None:
         super().__init__()
         self.personas = personas
         self.tts_cfg = tts_cfg
         self._factory = synth_factory
         self._preload = preload
-        self.is_bedtime = False
+        self.is_bedtime = is_bedtime
         # One worker thread: sentences are synthesised one after another, in order, off the event loop.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tts")
 

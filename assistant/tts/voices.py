@@ -210,6 +210,8 @@ def download(name: str, directory: Path | None = None, manifest: Manifest | None
         known = ", ".join(sorted(manifest.voices)) or "(none)"
         raise SaijinError(f"no voice named {name!r} in the manifest — known voices: {known}")
     directory.mkdir(parents=True, exist_ok=True)
+    if entry.package and entry.is_package_installed() and not force:
+        return []  # the installed package already has it
     if entry.files:
         return [_download_file(file, directory, force=force, progress=progress, timeout_s=timeout_s)
                 for file in entry.files]
