@@ -112,4 +112,4 @@ class OutputStage(Stage):
             self._playing_turn = None
             if started:
                 self.emit(PlaybackFinished(turn_id=audio.turn_id, sentence_index=audio.sentence_index,
-                                           played_s=played / rate, at=now()))
+                                           played_s=played / rate, at=now(), duration_s=len(samples) / rate))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import threading
 import wave
 from collections import deque
@@ -20,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from assistant.audio.resample import resample
 from assistant.errors import MissingExtra, SaijinError
 from assistant.events import now
 
@@ -42,18 +42,6 @@ class SinkBlock:
     @property
     def end_s(self) -> float:
         return self.start_s + self.duration_s
-
-
-def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
-    """Polyphase resampling of mono float32 audio (no-op when the rates match)."""
-    samples = np.asarray(samples, dtype=np.float32).reshape(-1)
-    if from_rate == to_rate or samples.size == 0:
-        return samples
-    from scipy.signal import resample_poly
-
-    divisor = math.gcd(int(from_rate), int(to_rate))
-    out = resample_poly(samples, int(to_rate) // divisor, int(from_rate) // divisor)
-    return np.clip(out, -1.0, 1.0).astype(np.float32)
 
 
 class AudioSink:
@@ -91,7 +79,7 @@ class AudioSink:
         samples = np.asarray(samples, dtype=np.float32).reshape(-1)
         if self.sample_rate is None or self.sample_rate == sample_rate:
             return samples, sample_rate
-        return resample(samples, sample_rate, self.sample_rate), self.sample_rate
+        return np.clip(resample(samples, sample_rate, self.sample_rate), -1.0, 1.0), self.sample_rate
 
     def halt(self) -> None:
         """Drop whatever is buffered but not yet heard (an interruption); the next write starts fresh."""

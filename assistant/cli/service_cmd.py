@@ -42,6 +42,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     for path in write_units(plan, unit_dir):
         print(f"wrote {path}")
+    if unit_dir.resolve() != user_unit_dir().resolve():
+        print(f"{unit_dir} is not systemd's user unit folder, so nothing was enabled. Run these steps:")
+        print("\n".join(manual_steps(plan, unit_dir, written=True, linked=False)))
+        return 0
     if not can_use_systemctl():
         print("systemd is not running for this user, so nothing was enabled. Run these steps:")
         print("\n".join(manual_steps(plan, unit_dir, written=True)))
@@ -63,11 +67,12 @@ def _uninstall(unit_dir: Path, dry_run: bool) -> int:
     if dry_run:
         print(f"would stop, disable and remove: {', '.join(str(u) for u in units)}")
         return 0
-    if can_use_systemctl():
+    active = unit_dir.resolve() == user_unit_dir().resolve() and can_use_systemctl()
+    if active:
         systemctl("disable", "--now", *names)
     for unit in units:
         unit.unlink()
         print(f"removed {unit}")
-    if can_use_systemctl():
+    if active:
         systemctl("daemon-reload")
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -27,9 +27,10 @@ from assistant.events import (
     UserTurnReady,
     now,
 )
-from assistant.llm.prompt import MemoryView, UserMood, build_messages
+from assistant.llm.prompt import UserMood, build_messages
 from assistant.llm.router import EngineRouter
 from assistant.llm.sentences import ExpressionTag, Sentence, SpokenTextStream
+from assistant.memory.recall import MemoryContext
 from assistant.pipeline.runtime import timing
 from assistant.pipeline.stage import Stage
 
@@ -42,7 +43,13 @@ class ConversationMemory(Protocol):
     def record(self, persona: str, role: str, text: str, *, turn_id: int, emotion: str | None = None,
                emotion_score: float | None = None, is_interrupted: bool = False) -> None: ...
 
-    def view(self, persona: str, user_text: str) -> MemoryView: ...
+    def view(self, persona: str, user_text: str) -> MemoryContext: ...
+
+    def after_turn(self, persona: str) -> None:
+        """On the event loop, after a reply is recorded (starts background summaries when due)."""
+
+    def pause_background(self) -> None:
+        """A user turn starts: background work that competes for the engine stops for now."""
 
 
 @dataclass
@@ -63,8 +70,7 @@ class ReplyStage(Stage):
 
     def __init__(self, rules: RulesConfig, personas: Mapping[str, PersonaConfig], persona_id: str,
                  router: EngineRouter, memory: ConversationMemory | None = None, mode: str = "normal",
-                 responders: Sequence[Responder] = (), is_voiced: bool = True,
-                 after_turn: Callable[[str], None] | None = None) -> None:
+                 responders: Sequence[Responder] = (), is_voiced: bool = True) -> None:
         super().__init__()
         self.rules = rules
         self.personas = personas
@@ -74,7 +80,6 @@ class ReplyStage(Stage):
         self.memory = memory
         self.responders = list(responders)
         self.is_voiced = is_voiced
-        self._after_turn = after_turn
         self._replies: dict[int, _Reply] = {}
         self._history: list[tuple[str, str]] = []  # used when there is no memory store
 
@@ -111,6 +116,8 @@ class ReplyStage(Stage):
     async def _answer(self, turn: UserTurnReady) -> AsyncIterator[Event]:
         persona = self.persona
         started = now()
+        if self.memory is not None:
+            self.memory.pause_background()
         # Memory is read before this turn is written (so it does not recall itself), and the turn is
         # committed before any reply starts.
         memory_view = await self._memory_view(persona.id, turn.text)
@@ -144,7 +151,7 @@ class ReplyStage(Stage):
         mood = UserMood(turn.emotion, turn.emotion_score) if turn.emotion else None
         messages = build_messages(self.rules, persona, turn.text, self.mode, mood, memory_view, history)
         yield timing(turn.turn_id, "prompt", started)
-        log.debug("turn %d prompt:\n%s", turn.turn_id, "\n".join(f"[{m.role}] {m.content}" for m in messages))
+        log.info("turn %d prompt:\n%s", turn.turn_id, "\n".join(f"[{m.role}] {m.content}" for m in messages))
 
         stream = SpokenTextStream(self.rules.expression_tags, self.rules.max_sentence_chars, self.rules.max_reply_chars)
         notices: list[str] = []
@@ -265,8 +272,8 @@ class ReplyStage(Stage):
         if not text:
             return
         await self._record(reply.persona, "assistant", text, turn_id=turn_id, is_interrupted=is_interrupted)
-        if self._after_turn is not None:
-            self._after_turn(reply.persona)
+        if self.memory is not None:
+            self.memory.after_turn(reply.persona)
 
     async def _record(self, persona: str, role: str, text: str, *, turn_id: int, emotion: str | None = None,
                       emotion_score: float | None = None, is_interrupted: bool = False) -> None:
@@ -276,7 +283,7 @@ class ReplyStage(Stage):
         await asyncio.to_thread(self.memory.record, persona, role, text, turn_id=turn_id, emotion=emotion,
                                 emotion_score=emotion_score, is_interrupted=is_interrupted)
 
-    async def _memory_view(self, persona: str, user_text: str) -> MemoryView | None:
+    async def _memory_view(self, persona: str, user_text: str) -> MemoryContext | None:
         if self.memory is None:
             return None
         return await asyncio.to_thread(self.memory.view, persona, user_text)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from assistant.config.schema import PersonaConfig, RulesConfig
 from assistant.llm.engine import ChatMessage
+from assistant.memory.recall import MemoryContext
 
 #: How a canonical emotion is described to the model (Japanese first; the model answers in the user's language).
 EMOTION_WORDS: dict[str, str] = {
@@ -22,16 +23,6 @@ EMOTION_WORDS: dict[str, str] = {
 NEEDS_REASSURANCE = frozenset({"sad", "fearful"})
 
 
-@dataclass
-class MemoryView:
-    """What memory contributes to one prompt (see assistant.memory.recall for how it is chosen)."""
-
-    summary: str | None = None
-    facts: list[str] = field(default_factory=list)
-    snippets: list[str] = field(default_factory=list)
-    recent: list[tuple[str, str]] = field(default_factory=list)
-
-
 @dataclass(frozen=True)
 class UserMood:
     label: str
@@ -39,7 +30,7 @@ class UserMood:
 
 
 def system_prompt(rules: RulesConfig, persona: PersonaConfig, mode: str = "normal", mood: UserMood | None = None,
-                  memory: MemoryView | None = None) -> str:
+                  memory: MemoryContext | None = None) -> str:
     """The system message for one turn, in the order the model should weigh it."""
     sections: list[str] = ["# ルール", *(f"- {rule}" for rule in rules.rules)]
     sections += ["", f"# あなた（{persona.display_name}）", persona.system_prompt.strip()]
@@ -63,7 +54,7 @@ def system_prompt(rules: RulesConfig, persona: PersonaConfig, mode: str = "norma
 
 
 def build_messages(rules: RulesConfig, persona: PersonaConfig, user_text: str, mode: str = "normal",
-                   mood: UserMood | None = None, memory: MemoryView | None = None,
+                   mood: UserMood | None = None, memory: MemoryContext | None = None,
                    history: Sequence[tuple[str, str]] = ()) -> list[ChatMessage]:
     """System prompt, then recent turns (from memory, else ``history``), then what the user just said."""
     messages = [ChatMessage("system", system_prompt(rules, persona, mode, mood, memory), name=persona.display_name)]

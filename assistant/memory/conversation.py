@@ -57,6 +57,11 @@ class PersonaMemory:
         if self.summarizer is not None:
             self.summarizer.maybe_schedule(persona)
 
+    def pause_background(self) -> None:
+        """A user turn starts: stop a summary in progress so it does not hold the engine (it is retried later)."""
+        if self.summarizer is not None:
+            self.summarizer.cancel()
+
     async def aclose(self) -> None:
         """Cancel summaries in progress and close the database."""
         if self.summarizer is not None:

@@ -45,7 +45,9 @@ def snapshot_database(source: Path, target: Path) -> None:
     try:
         dst = sqlite3.connect(target)
         try:
-            src.backup(dst, pages=256, sleep=0.005)
+            # One step: a single read transaction, so the copy is one consistent moment even while the
+            # assistant keeps writing (in WAL mode writers do not wait for it; stepwise copies would restart).
+            src.backup(dst)
             dst.execute("PRAGMA journal_mode=DELETE")  # a single self-contained file in the archive
         finally:
             dst.close()

@@ -171,7 +171,7 @@ def systemctl(*args: str) -> None:
         raise SaijinError(f"systemctl --user {' '.join(args)}: {message} — see `journalctl --user -xe`")
 
 
-def manual_steps(plan: UnitPlan, unit_dir: Path, written: bool) -> list[str]:
+def manual_steps(plan: UnitPlan, unit_dir: Path, written: bool, linked: bool = True) -> list[str]:
     """The exact commands to run where systemd is not available to us right now."""
     steps = []
     if is_wsl() and not systemd_running():
@@ -180,6 +180,8 @@ def manual_steps(plan: UnitPlan, unit_dir: Path, written: bool) -> list[str]:
                   "# in Windows PowerShell: wsl --shutdown   (then open Ubuntu again)"]
     if not written:
         steps.append(f"mkdir -p {unit_dir}  # then save the units printed above there")
+    if not linked:
+        steps.append(f"systemctl --user link {' '.join(str(unit_dir / n) for n in plan.names)}")
     steps += ["systemctl --user daemon-reload",
               f"systemctl --user enable --now {' '.join(plan.names)}",
               "loginctl enable-linger $USER   # keep them running without a login session",

@@ -8,10 +8,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from assistant.config.loader import Settings
-from assistant.conversation.reply import ConversationMemory, ReplyStage
+from assistant.conversation.reply import ReplyStage
 from assistant.conversation.responders import PersonaSwitch, Responder
 from assistant.conversation.session import SessionStage
 from assistant.conversation.turns import TurnController
@@ -34,6 +34,9 @@ from assistant.observers.latency import LatencyObserver
 from assistant.pipeline.bus import Bus
 from assistant.pipeline.runtime import Pipeline
 from assistant.pipeline.stage import Stage
+
+if TYPE_CHECKING:
+    from assistant.memory.conversation import PersonaMemory
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +92,7 @@ class Conversation:
         self.options = options
         self.bus = Bus()
         self.router = self._router()
-        self.memory: ConversationMemory | None = None
+        self.memory: PersonaMemory | None = self._memory() if options.use_memory else None
         self.bridge: object | None = None
         self.source: Stage | None = None
         self._closers: list[Callable[[], object]] = []
@@ -118,6 +121,22 @@ class Conversation:
         if self.options.llm_model:
             raise UsageError("--llm-model needs --llm-url (the server to ask)")
         return EngineRouter(self.settings.routing, self.settings.config_dir)
+
+    def _memory(self) -> PersonaMemory:
+        """The memory database, with summaries written by each persona's own engine in the background."""
+        from assistant.memory.conversation import PersonaMemory
+        from assistant.memory.summaries import engine_summarizer
+
+        settings, router = self.settings, self.router
+
+        async def summarize(persona: str, turns: list, previous: str | None) -> str:
+            config = settings.persona(persona)
+            name = router.chain(config)[0]
+            engine = router.engine(name)
+            generation = router.routing.engines[name].generation
+            return await engine_summarizer(engine, generation, config.language)(persona, turns, previous)
+
+        return PersonaMemory.from_settings(settings, summarize)
 
     def _responders(self) -> list[Responder]:
         return [PersonaSwitch(self.settings.personas)]
@@ -205,6 +224,8 @@ class Conversation:
 
     async def close(self) -> None:
         await self.pipeline.close()
+        if self.memory is not None:
+            await self.memory.aclose()
         await self.router.aclose()
         for close in self._closers:
             close()

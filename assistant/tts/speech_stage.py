@@ -12,7 +12,7 @@ import numpy as np
 from assistant.audio.lipsync import mouth_values
 from assistant.config.schema import PersonaConfig, TtsConfig, VoiceConfig
 from assistant.errors import ConfigError, SaijinError
-from assistant.events import Audio, Event, Mode, Subtitle, now
+from assistant.events import Audio, Error, Event, Mode, Subtitle, now
 from assistant.pipeline.runtime import timing
 from assistant.pipeline.stage import Stage, StageContext
 from assistant.tts.synthesizer import Style, Synthesizer, make_synthesizer
@@ -43,6 +43,7 @@ class SpeechStage(Stage):
         self._factory = synth_factory
         self._preload = preload
         self.is_bedtime = is_bedtime
+        self._failed_voice: str | None = None
         # One worker thread: sentences are synthesised one after another, in order, off the event loop.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tts")
 
@@ -87,7 +88,19 @@ class SpeechStage(Stage):
         style = Style.from_voice(voice, bedtime=self.is_bedtime)
         started = now()
         pause_ms = style.sentence_pause_ms if style.sentence_pause_ms is not None else self.tts_cfg.sentence_pause_ms
-        samples, rate, mouth = await self._run(self._synthesize, voice, event.text, style, pause_ms)  # type: ignore[misc]
+        try:
+            samples, rate, mouth = await self._run(self._synthesize, voice, event.text, style, pause_ms)  # type: ignore[misc]
+        except Exception as exc:
+            # The reply goes on without this sentence's sound (its text still shows); the user is told once.
+            log.warning("speech for turn %d sentence %d failed: %s", event.turn_id, event.sentence_index, exc,
+                        exc_info=not isinstance(exc, SaijinError))
+            if self._failed_voice != voice.voice:
+                self._failed_voice = voice.voice
+                message = str(exc) if isinstance(exc, SaijinError) else f"speech synthesis failed ({voice.voice}): {exc}"
+                yield Error(message=message, turn_id=event.turn_id)
+            samples, rate, mouth = np.zeros(0, dtype=np.float32), 16000, ()
+        else:
+            self._failed_voice = None
         ended = now()
         yield Audio(turn_id=event.turn_id, sentence_index=event.sentence_index, sample_rate=rate,
                     samples=samples, mouth=mouth, text=event.text)

@@ -195,10 +195,8 @@ async def test_a_page_that_does_not_read_loses_messages_and_slows_nothing(make_b
             if i % 20 == 19:
                 await asyncio.sleep(0.005)
         assert await reader == list(range(count))  # the page that keeps up gets everything, in order
-        pages = {p.connection.local_address[1]: p for p in bridge.server._pages}
-        slow_page = pages[bridge.server.port] if len(pages) == 1 else next(
-            p for p in bridge.server._pages if p.connection.remote_address[1] == slow.local_address[1])
-        fast_page = next(p for p in bridge.server._pages if p is not slow_page)
+        by_port = {p.connection.remote_address[1]: p for p in bridge.server._pages}
+        slow_page, fast_page = by_port[slow.local_address[1]], by_port[fast.local_address[1]]
         assert slow_page.dropped > 0 and slow_page.queue.qsize() <= 64
         assert fast_page.dropped == 0
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -24,7 +25,8 @@ from assistant.ops.doctor import (
     run_doctor,
     torch_mismatch,
 )
-from tests.fixtures.ops import LLAMA_8B_CONFIG, make_hf_model, tiny_vllm_engine, write_safetensors
+from assistant.ops.gpu import on_windows_drive
+from tests.fixtures.ops import make_hf_model, tiny_vllm_engine, write_safetensors
 from tests.fixtures.vllm import VLLM_PYTHON, free_port
 
 
@@ -111,21 +113,18 @@ def test_configured_model_paths_are_checked(config_dir: Path, routing_writer):
 
 
 def test_a_model_on_a_windows_drive_is_slow(tmp_path: Path, config_dir: Path, routing_writer):
-    mnt = Path("/mnt/c")
-    if not os.access("/mnt", os.W_OK):
-        pytest.skip("needs a writable /mnt to build /mnt/c")
-    created = not mnt.exists()
-    folder = make_hf_model(mnt / f"saijin-test-{os.getpid()}" / "model")
+    assert on_windows_drive("/mnt/c/Users/me/models/swallow") and on_windows_drive("/mnt/d")
+    assert not on_windows_drive("/mnt/data/models") and not on_windows_drive("/home/me/models")
+    mnt = Path("/mnt/q")
+    if mnt.exists() or not os.access("/mnt", os.W_OK):
+        pytest.skip("builds a throw-away /mnt/q; not on this machine (it exists or /mnt is read-only)")
+    folder = make_hf_model(mnt / "models" / "swallow")
     try:
         routing_writer({"AI_1": _vllm_engine(str(folder))})
         check = _by_name(list(check_models(load_settings(config_dir, "none"))), "model AI_1")
         assert check.status == "WARN" and "Windows drive" in check.detail and "~/models" in check.fix
     finally:
-        import shutil
-
-        shutil.rmtree(folder.parent)
-        if created:
-            shutil.rmtree(mnt, ignore_errors=True)
+        shutil.rmtree(mnt, ignore_errors=True)
 
 
 # -- GPU fit -------------------------------------------------------------------------------------------------

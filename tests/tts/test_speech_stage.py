@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from assistant.config.schema import PersonaConfig, TtsConfig, VoiceConfig, VoiceStyle
-from assistant.events import Audio, Mode, StageTiming, Subtitle
+from assistant.events import Audio, Error, Mode, StageTiming, Subtitle
 from assistant.pipeline.stage import run_stage
 from assistant.tts.speech_stage import SpeechStage
 
@@ -56,3 +56,14 @@ async def test_a_sentence_in_another_language_uses_the_alternative_voice(
         Subtitle(turn_id=1, persona="yuki", sentence_index=2, text="mata ne.", language="ja"),
     ])
     assert [a.sample_rate for a in out if isinstance(a, Audio)] == [16000, 22050, 16000]
+
+
+async def test_a_voice_that_fails_is_reported_once_and_the_reply_goes_on(tmp_path) -> None:
+    voice = VoiceConfig(backend="piper", voice=str(tmp_path / "missing.onnx"))
+    persona = PersonaConfig(id="joe", display_name="Joe", language="en", system_prompt=".", voice=voice)
+    out = await run_stage(SpeechStage({"joe": persona}, TtsConfig()), [
+        Subtitle(turn_id=1, persona="joe", sentence_index=i, text="Hello.", language="en") for i in range(2)])
+    errors = [e for e in out if isinstance(e, Error)]
+    assert len(errors) == 1 and "missing.onnx" in errors[0].message and "\n" not in errors[0].message
+    audios = [e for e in out if isinstance(e, Audio)]
+    assert [a.sentence_index for a in audios] == [0, 1] and all(len(a.samples) == 0 for a in audios)
