@@ -36,18 +36,26 @@ def _load_commands() -> dict[str, ModuleType]:
 
 
 def build_parser(commands: dict[str, ModuleType]) -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", metavar="DIR", help="configuration folder (default: ./config)")
-    common.add_argument("--profile", metavar="NAME", help="profile overlay: cpu, gpu, ... (default: from assistant.yaml)")
-    common.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv for debug); tracebacks go to the log")
+    def global_options(defaults: bool) -> argparse.ArgumentParser:
+        # Accepted before and after the command; only the top level sets defaults, so that a value given
+        # before the command is not reset by the subcommand's own default.
+        common = argparse.ArgumentParser(add_help=False)
+        unset = {} if defaults else {"default": argparse.SUPPRESS}
+        common.add_argument("--config", metavar="DIR", help="configuration folder (default: ./config)", **unset)
+        common.add_argument("--profile", metavar="NAME", help="profile overlay: cpu, gpu, ... (default: from assistant.yaml)",
+                            **unset)
+        common.add_argument("-v", "--verbose", action="count", help="log more (-vv for debug); tracebacks go to the log",
+                            **({"default": 0} if defaults else unset))
+        return common
+
     parser = argparse.ArgumentParser(
         prog="saijin",
         description="Saijin — a local, voice-first companion. / ローカルで動く、声で話せる相棒。",
-        parents=[common],
+        parents=[global_options(defaults=True)],
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module in commands.items():
-        command = sub.add_parser(name, parents=[common], help=module.HELP, description=module.HELP)
+        command = sub.add_parser(name, parents=[global_options(defaults=False)], help=module.HELP, description=module.HELP)
         if name in CONVERSATION_COMMANDS:
             command.add_argument("--llm-url", metavar="URL", help="talk to this OpenAI-compatible server instead of the routed engine")
             command.add_argument("--llm-model", metavar="NAME", help="the model name to ask that server for")

@@ -52,7 +52,7 @@ async def test_sentences_play_in_order_with_start_and_finish_events(long_reply: 
     started = [e for e in seen if isinstance(e, PlaybackStarted)]
     finished = [e for e in seen if isinstance(e, PlaybackFinished)]
     assert [e.sentence_index for e in started] == [0, 1, 2] == [e.sentence_index for e in finished]
-    assert all(abs(e.played_s - 0.5) < 1e-6 for e in finished)
+    assert all(abs(e.played_s - 0.5) < 1e-6 and abs(e.duration_s - 0.5) < 1e-6 for e in finished)
     assert all(0.05 < e.level < 1 for e in started)
     assert [b.sentence_index for b in sink.blocks] == sorted(b.sentence_index for b in sink.blocks)
     assert max(b.duration_s for b in sink.blocks) <= 0.02 + 1e-9
