@@ -4,6 +4,7 @@ sentence — and records in memory what was actually said."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -60,6 +61,8 @@ class _Reply:
     sentences: list[str] = field(default_factory=list)
     played: dict[int, float] = field(default_factory=dict)  # sentence index -> fraction played
     is_generated: bool = False
+    #: Set when the output reports how much of a cut reply was heard.
+    cut_reported: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class ReplyStage(Stage):
@@ -101,15 +104,18 @@ class ReplyStage(Stage):
             if reply is not None:
                 fraction = 1.0 if event.duration_s <= 0 else min(1.0, event.played_s / event.duration_s)
                 reply.played[event.sentence_index] = fraction
+                if self.ctx is not None and self.ctx.is_cancelled(event.turn_id):
+                    reply.cut_reported.set()
+                    return
                 done = self._maybe_done(event.turn_id)
                 if done is not None:
                     yield done
 
     def on_urgent(self, event: Event) -> None:
         if isinstance(event, Interrupted):
-            reply = self._replies.pop(event.turn_id, None)
+            reply = self._replies.get(event.turn_id)
             if reply is not None and self.ctx is not None:
-                self.ctx.spawn(self._record_assistant(event.turn_id, reply, is_interrupted=True))
+                self.ctx.spawn(self._record_cut(event.turn_id, reply))
 
     # ------------------------------------------------------------------ answering
 
@@ -266,6 +272,14 @@ class ReplyStage(Stage):
             else:
                 break
         return self._joined(spoken)
+
+    async def _record_cut(self, turn_id: int, reply: _Reply) -> None:
+        """An interrupted reply: wait briefly for the output's report of the cut sentence, then record."""
+        if self.is_voiced and reply.sentences:  # a sentence may have been cut while playing
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(reply.cut_reported.wait(), 0.5)
+        self._replies.pop(turn_id, None)
+        await self._record_assistant(turn_id, reply, is_interrupted=True)
 
     async def _record_assistant(self, turn_id: int, reply: _Reply, is_interrupted: bool) -> None:
         text = self._spoken_text(reply)

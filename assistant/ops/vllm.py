@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -89,14 +90,15 @@ def vllm_version(python: str) -> tuple[int, ...] | None:
 
 
 def parse_version(text: str) -> tuple[int, ...] | None:
+    """'0.32.0+cpu' -> (0, 32, 0); '0.10.1rc1' -> (0, 10, 1): the release numbers only."""
     parts: list[int] = []
-    for piece in text.split("+")[0].split("."):
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        if not digits or digits != piece:
-            if digits and piece.startswith(digits):
-                parts.append(int(digits))
+    for piece in text.strip().split("+")[0].split("."):
+        digits = re.match(r"\d+", piece)
+        if digits is None:
             break
-        parts.append(int(digits))
+        parts.append(int(digits.group()))
+        if digits.end() != len(piece):
+            break
     return tuple(parts) or None
 
 

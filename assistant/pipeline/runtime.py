@@ -13,13 +13,14 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from assistant.errors import SaijinError
-from assistant.events import Error, Event, Interrupted, StageTiming, now
+from assistant.events import Error, Event, Interrupted, PlaybackFinished, StageTiming, now
 from assistant.pipeline.bus import Bus
 from assistant.pipeline.stage import Stage
 
 log = logging.getLogger(__name__)
 
-_STOP = object()
+#: Events of a cancelled turn that still travel: they report what happened (the cut, how much was heard).
+REPORTS_AFTER_CANCEL = (Interrupted, Error, PlaybackFinished)
 
 
 class _Slot:
@@ -122,7 +123,7 @@ class Pipeline:
         if self._closed:
             return
         turn = event.turn
-        if turn is not None and turn in self._cancelled and not isinstance(event, Interrupted | Error):
+        if turn is not None and turn in self._cancelled and not isinstance(event, REPORTS_AFTER_CANCEL):
             return
         self.bus.publish(event)
         for slot in self._slots:
@@ -194,7 +195,7 @@ class Pipeline:
         while True:
             event = await slot.inbox.get()
             try:
-                if self.is_cancelled(event.turn):
+                if self.is_cancelled(event.turn) and not isinstance(event, REPORTS_AFTER_CANCEL):
                     continue
                 slot.current_turn = event.turn
                 task = asyncio.create_task(self._process(slot, event), name=f"{slot.stage.name}:{event.type}")

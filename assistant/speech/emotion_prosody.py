@@ -106,18 +106,24 @@ def estimate_f0(frames: np.ndarray, sample_rate: int = SAMPLE_RATE) -> tuple[np.
         r = np.where(energy > 1e-12, ac / np.maximum(energy, 1e-12), 0.0) / (ac_window / ac_window[0])
     lag_min = int(np.floor(sample_rate / F0_MAX))
     lag_max = min(int(np.ceil(sample_rate / F0_MIN)), size // 2)
-    lags = np.arange(lag_min, lag_max + 1)
-    candidates = r[:, lag_min:lag_max + 1]
-    cost = OCTAVE_COST * np.log2(F0_MIN * lags / sample_rate)  # <= 0; higher pitch gets the bonus
-    best = np.argmax(candidates - cost[None, :], axis=1)
-    strength = candidates[np.arange(len(best)), best]
-    # Parabolic interpolation around the peak.
-    left = candidates[np.arange(len(best)), np.clip(best - 1, 0, len(lags) - 1)]
-    right = candidates[np.arange(len(best)), np.clip(best + 1, 0, len(lags) - 1)]
-    denom = left - 2 * strength + right
-    shift = np.where(np.abs(denom) > 1e-9, 0.5 * (left - right) / denom, 0.0)
-    lag = lags[best] + np.clip(shift, -0.5, 0.5)
-    f0 = np.where(strength >= VOICING_THRESHOLD, sample_rate / lag, 0.0)
+    lags = np.arange(lag_min - 1, lag_max + 2)
+    r_lags = r[:, lags]
+    centre, left, right = r_lags[:, 1:-1], r_lags[:, :-2], r_lags[:, 2:]
+    # Each local maximum, refined by parabolic interpolation (its height too: a peak between two samples
+    # of a high voice would otherwise lose to its own octave below).
+    is_peak = (centre > left) & (centre >= right)
+    denom = left - 2 * centre + right
+    shift = np.clip(np.where(np.abs(denom) > 1e-12, 0.5 * (left - right) / np.where(denom == 0, 1, denom), 0.0),
+                    -0.5, 0.5)
+    height = centre - 0.25 * (left - right) * shift
+    lag = lags[1:-1][None, :] + shift
+    cost = OCTAVE_COST * np.log2(F0_MIN * lag / sample_rate)  # <= 0: the higher candidate gets a bonus
+    score = np.where(is_peak, height - cost, -np.inf)
+    best = np.argmax(score, axis=1)
+    rows = np.arange(len(best))
+    strength = np.where(np.isfinite(score[rows, best]), height[rows, best], 0.0)
+    lag = lag[rows, best]
+    f0 = np.where(strength >= VOICING_THRESHOLD, sample_rate / np.maximum(lag, 1.0), 0.0)
     return f0, strength
 
 

@@ -123,13 +123,18 @@ export class BuiltinAvatar {
       const closed = el("path", { fill: "none", stroke: "#2a2233", "stroke-width": 4, "stroke-linecap": "round" }, g);
       return { side, cx, cy, g, open, white, iris, pupil, hl1, hl2, lash, closed };
     });
-    this.brows = [-1, 1].map((side) => el("path", { fill: "none", stroke: "#4a3a48", "stroke-width": 4.5, "stroke-linecap": "round", class: "av-brow" }, this.head));
     // Mouth: the opening (dark) and the lip line.
     this.mouthShape = el("path", { fill: "#8e3b4f", stroke: "#6d2a3b", "stroke-width": 2.5, "stroke-linejoin": "round", class: "av-mouth" }, this.head);
     this.tongue = el("ellipse", { cx: 200, cy: 300, rx: 8, ry: 4, fill: "#e4707f" }, this.head);
     // Front hair (bangs) on top of the face.
-    this.bangs = el("path", { d: "M100 214 C 96 130, 150 84, 200 84 C 252 84, 306 128, 300 214 C 288 178, 268 160, 250 150 C 248 170, 240 184, 228 192 C 230 172, 222 158, 212 150 C 200 168, 176 184, 150 190 C 162 176, 166 164, 166 152 C 134 168, 112 190, 100 214 Z", fill: "url(#av-hair)" }, body);
-    this.hairShine = el("path", { d: "M146 116 C 170 100, 214 96, 244 108", fill: "none", stroke: "#ffffff", "stroke-width": 5, "stroke-linecap": "round", opacity: "0.25" }, body);
+    this.sideLocks = [
+      el("path", { d: "M106 206 C 96 258, 102 304, 118 348 C 118 306, 118 262, 122 222 Z", fill: "url(#av-hair)" }, body),
+      el("path", { d: "M294 206 C 304 258, 298 304, 282 348 C 282 306, 282 262, 278 222 Z", fill: "url(#av-hair)" }, body),
+    ];
+    this.bangs = el("path", { d: "M100 228 C 92 140, 140 80, 200 80 C 260 80, 308 140, 300 228 Q 292 190, 274 170 Q 272 194, 260 208 Q 252 180, 238 162 Q 234 188, 216 202 Q 208 176, 198 160 Q 188 186, 166 198 Q 166 174, 160 164 Q 144 186, 130 208 Q 126 186, 128 172 Q 110 198, 100 228 Z", fill: "url(#av-hair)" }, body);
+    // Brows sit over the fringe, as drawn characters' brows do, so every expression shows.
+    this.brows = [-1, 1].map(() => el("path", { fill: "none", stroke: "#3d2f3f", "stroke-width": 4.5, "stroke-linecap": "round", opacity: "0.92", class: "av-brow" }, body));
+    this.hairShine = el("path", { d: "M142 118 C 166 102, 214 98, 246 110", fill: "none", stroke: "#ffffff", "stroke-width": 5, "stroke-linecap": "round", opacity: "0.25" }, body);
     // Extras: tear, anger mark, sweat drop.
     this.tear = el("path", { d: "M236 262 C 232 274, 230 280, 234 285 C 238 289, 244 286, 243 279 C 242 274, 239 268, 236 262 Z", fill: "#8fd3ff", opacity: 0 }, this.head);
     this.mark = el("path", { d: "M262 150 l 8 8 m 0 -8 l -8 8 M 276 142 l 10 10 m 0 -10 l -10 10", stroke: "#ff5d73", "stroke-width": 4, "stroke-linecap": "round", opacity: 0 }, svg);
@@ -236,7 +241,7 @@ export class BuiltinAvatar {
     // Brows: lift and tilt (positive tilt raises the inner ends: worry; negative lowers them: anger).
     this.brows.forEach((brow, i) => {
       const side = i === 0 ? -1 : 1;
-      const cx = 200 + side * 42, y = 180 + c.browY * (1 - sleep * 0.5) + sleep * 4;
+      const cx = 200 + side * 42, y = 186 + c.browY * (1 - sleep * 0.5) + sleep * 4;
       const inner = cx - side * 18, outer = cx + side * 18;
       const tilt = c.browTilt * (1 - sleep);
       const yi = y - tilt * 0.5, yo = y + tilt * 0.3;

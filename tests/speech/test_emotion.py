@@ -93,11 +93,13 @@ def test_unvoiced_noise_has_no_pitch() -> None:
 
 def test_lively_speech_is_more_aroused_than_flat_quiet_speech() -> None:
     t = np.arange(3 * RATE) / RATE
-    syllables = lambda rate: 0.55 + 0.45 * np.sin(2 * np.pi * rate * t) ** 2  # noqa: E731
-    lively = harmonic(200 * 2 ** (4 * np.sin(2 * np.pi * 1.5 * t) / 12), 0.4 * syllables(5.5))
+    syllables = lambda rate: 0.1 + 0.9 * np.sin(np.pi * rate * t) ** 2  # noqa: E731 - `rate` loudness peaks/s
+    lively = harmonic(200 * 2 ** (5 * np.sin(2 * np.pi * 1.5 * t) / 12), 0.4 * syllables(5.5))
     flat = harmonic(np.full(len(t), 110.0) * 2 ** (-1.5 * t / 12), 0.03 * syllables(3.0))
     lively_f, flat_f = analyse(lively), analyse(flat)
-    assert lively_f.pitch_sd > 2.0 > flat_f.pitch_sd
+    assert lively_f.pitch_sd > 3.0 > 1.5 > flat_f.pitch_sd
+    assert lively_f.syllable_rate == pytest.approx(5.5, abs=0.7)
+    assert flat_f.syllable_rate == pytest.approx(3.0, abs=0.7)
     assert lively_f.arousal > 0.3 > -0.1 > flat_f.arousal
     assert flat_f.pitch_slope < -1.0
     tagger = ProsodyEmotionTagger()
