@@ -63,6 +63,8 @@ class Event:
                 if include_audio and isinstance(value, np.ndarray) and value.size:
                     data[json_name] = encode_wav_base64(value, getattr(self, "sample_rate", 16000))
                 continue
+            if f.metadata.get("internal"):
+                continue  # a field for the stages only, never sent to the page
             data[f.name] = _jsonable(value)
         return data
 
@@ -308,6 +310,15 @@ class State(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class Sleeping(Event):
+    """The sleep timer put the assistant to sleep (it answers only a wake phrase), or it woke up."""
+
+    type: ClassVar[str] = "sleeping"
+    internal: ClassVar[bool] = True
+    is_asleep: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Speaker(Event):
     """Which persona is speaking now."""
 
@@ -355,6 +366,8 @@ class Subtitle(Event):
     text: str
     language: str = "ja"
     is_scripted: bool = False
+    #: Fade the audio out to silence over its last this-many seconds (the last good-night line); stages only, not JSON.
+    fade_out_s: float = field(default=0.0, compare=False, metadata={"internal": True})
 
 
 @dataclass(frozen=True, slots=True)

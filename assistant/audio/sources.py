@@ -198,6 +198,7 @@ class MicSource(Stage):
         self._queue: asyncio.Queue[tuple[np.ndarray, float] | None] = asyncio.Queue()
         self._stream: Any = None
         self._resampler: StreamResampler | None = None
+        self._is_stopping = False
 
     def _open(self, loop: asyncio.AbstractEventLoop) -> Any:
         try:
@@ -234,9 +235,12 @@ class MicSource(Stage):
                 log.debug("microphone: %s", status)
             loop.call_soon_threadsafe(self._queue.put_nowait, (data[:, 0].copy(), heard_at))
 
+        def finished() -> None:  # PortAudio stopped the stream: closed by us, or the device went away
+            loop.call_soon_threadsafe(self._queue.put_nowait, None)
+
         try:
             stream = sd.InputStream(device=self.device, channels=1, samplerate=rate, dtype="float32",
-                                    blocksize=block, callback=callback)
+                                    blocksize=block, callback=callback, finished_callback=finished)
             stream.start()
         except (ValueError, sd.PortAudioError) as exc:
             raise SaijinError(f"cannot open {where} ({exc}) — check `saijin doctor` or {_BROWSER_HINT}") from None
@@ -252,8 +256,11 @@ class MicSource(Stage):
         while True:
             item = await self._queue.get()
             if item is None:
+                if self._is_stopping:
+                    return
                 self.emit(InputEnded())
-                return
+                raise SaijinError(f"the microphone stopped (was it unplugged?) — plug it in and restart, or "
+                                  f"{_BROWSER_HINT}")
             samples, heard_at = item
             if self._resampler is not None:
                 samples = self._resampler.process(samples)
@@ -261,6 +268,7 @@ class MicSource(Stage):
                 self.emit(frame)
 
     async def stop(self) -> None:
+        self._is_stopping = True
         stream, self._stream = self._stream, None
         if stream is not None:
             try:

@@ -1,10 +1,12 @@
 """Voice activity: a pure webrtcvad segmenter (sample positions in, segments out) and the stage around it.
 
 The segmenter works on 10, 20 or 30 ms frames. A run of ``start_ms`` voiced frames starts a segment,
-whose audio begins ``preroll_ms`` before the run (so the first syllable is never clipped). Each silent
-stretch after speech is reported once it is ``tail_ms`` long (a pause: the audio so far, for a
-speculative transcript), and ends the segment once it is ``hangover_ms`` long. The segment's audio runs
-to ``tail_ms`` after the last voiced frame, in a pause report and at the end alike, so a speculative
+whose audio begins ``preroll_ms`` before the run (so the first syllable is never clipped). When a voiced
+run ends, its real end is fixed: the end of the last voiced frame, less the fading tail that webrtcvad
+still calls speech for about 100 ms (see ``Segmenter._speech_end``); voice-to-voice latency counts from
+it. Silence is counted from that end: ``tail_ms`` of it is reported as a pause (with the audio so far,
+for a speculative transcript) and ``hangover_ms`` of it ends the segment. The segment's audio runs to
+``tail_ms`` after the end of speech, in a pause report and at the end alike, so a speculative
 transcript of the pause is the transcript of the segment when nothing more is said. Segments with less
 than ``min_utterance_ms`` of speech are dropped; one longer than ``max_utterance_s`` is cut and a new one
 starts at once. The VAD knows nothing of turns: the turn controller maps its events to user turns.
@@ -113,8 +115,8 @@ class Segmenter:
         self.aggressiveness = int(aggressiveness)
         self.rms_gate = float(rms_gate)
         self.start_frames = max(1, math.ceil(start_ms / frame_ms))
-        self.hangover_frames = max(1, math.ceil(hangover_ms / frame_ms))
-        self.tail_frames = max(1, min(math.ceil(tail_ms / frame_ms), self.hangover_frames - 1))
+        self.hangover_len = max(self.frame_len, sample_rate * hangover_ms // 1000)
+        self.tail_len = min(sample_rate * tail_ms // 1000, self.hangover_len - self.frame_len)
         self.preroll_frames = max(0, math.ceil(preroll_ms / frame_ms))
         self.min_speech = sample_rate * min_utterance_ms // 1000
         self.max_len = int(sample_rate * max_utterance_s)
@@ -122,7 +124,8 @@ class Segmenter:
         self._pending = np.zeros(0, dtype=np.float32)
         self._recent: collections.deque[tuple[int, np.ndarray, float]] = collections.deque(
             maxlen=self.preroll_frames + self.start_frames)
-        self._levels: collections.deque[float] = collections.deque(maxlen=max(1, 2000 // frame_ms))
+        #: Levels of recent frames that were not speech (the background), for the end-of-speech refinement.
+        self._quiet_levels: collections.deque[float] = collections.deque(maxlen=max(1, 3000 // frame_ms))
         self._run_start = 0
         self._run_len = 0
         # The open segment, if any.
@@ -132,6 +135,7 @@ class Segmenter:
         self._audio_start = 0
         self._onset = 0
         self._last_voiced_end = 0
+        self._end_estimate = 0
         self._silent_frames = 0
         self._is_paused = False
 
@@ -178,7 +182,8 @@ class Segmenter:
         start = self.position
         end = self.position = start + len(frame)
         self._recent.append((start, frame, level))
-        self._levels.append(level)
+        if not is_voiced:
+            self._quiet_levels.append(level)
         if not self.is_speaking:
             if not is_voiced:
                 self._run_len = 0
@@ -200,10 +205,13 @@ class Segmenter:
             self._silent_frames = 0
         else:
             self._silent_frames += 1
-            if self._silent_frames == self.tail_frames:
+            if self._silent_frames == 1:
+                self._end_estimate = self._speech_end()  # the voiced run is over: fix its real end once
+            silence = end - self._end_estimate
+            if not self._is_paused and silence >= self.tail_len:
                 self._is_paused = True
-                out.append(SegmentPause(onset=self._onset, pause_start=self._speech_end(), audio=self._audio()))
-            if self._silent_frames >= self.hangover_frames:
+                out.append(SegmentPause(onset=self._onset, pause_start=self._end_estimate, audio=self._audio()))
+            if silence >= self.hangover_len:
                 out.append(self._close(decided=end))
                 return out
         if end - self._audio_start >= self.max_len:
@@ -216,12 +224,12 @@ class Segmenter:
     def _speech_end(self) -> int:
         """The real end of speech: webrtcvad keeps calling the fading tail speech for about 100 ms, so step
         back over trailing voiced frames that are much quieter than the segment's speech (30 dB under its
-        loudest frame) and no louder than the background (2 x the 10th percentile of the last 2 s)."""
+        loudest frame) or barely above the background (2 x the median level of recent non-speech frames)."""
         end = self._last_voiced_end
         levels = self._frame_levels[: max(0, (end - self._audio_start) // self.frame_len)]
         if not levels:
             return end
-        floor = float(np.percentile(self._levels, 10)) if self._levels else 0.0
+        floor = float(np.median(self._quiet_levels)) if self._quiet_levels else 0.0
         threshold = max(max(levels) * _TAIL_RATIO, 2.0 * floor)
         steps = 0
         while (steps < _MAX_TAIL_FRAMES and len(levels) > steps + 1 and levels[-1 - steps] < threshold
@@ -237,22 +245,24 @@ class Segmenter:
         self._frames = [frame for frame, _level in kept]
         self._frame_levels = [level for _frame, level in kept]
         self._audio_start = end - sum(len(f) for f in self._frames)
-        self._last_voiced_end = end
+        self._last_voiced_end = self._end_estimate = end
         self._silent_frames = 0
         self._is_paused = False
         self._run_len = 0
         return SegmentStart(onset=self._onset)
 
     def _audio(self, until: int | None = None) -> np.ndarray:
-        """The open segment's audio, up to ``tail`` after the last voiced frame (or ``until``)."""
-        stop = self._last_voiced_end + self.tail_frames * self.frame_len if until is None else until
+        """The open segment's audio, up to ``tail`` after the end of speech (or ``until``)."""
+        stop = self._end_estimate + self.tail_len if until is None else until
         audio = np.concatenate(self._frames) if self._frames else np.zeros(0, dtype=np.float32)
         return audio[: max(0, stop - self._audio_start)]
 
     def _close(self, decided: int) -> SegmentEnd | SegmentDrop:
         self.is_speaking = False
         self._run_len = 0
-        onset, speech_end = self._onset, self._speech_end()
+        if not self._silent_frames:  # closed while voiced (end of input)
+            self._end_estimate = self._speech_end()
+        onset, speech_end = self._onset, self._end_estimate
         audio = self._audio()
         self._frames, self._frame_levels = [], []
         if speech_end - onset < self.min_speech:
@@ -265,7 +275,7 @@ class Segmenter:
         ended = SegmentEnd(onset=self._onset, speech_end=end, decided=end, audio_start=self._audio_start,
                            audio=self._audio(until=end), is_cut=True)
         self._frames, self._frame_levels = [], []
-        self._audio_start = self._onset = self._last_voiced_end = end
+        self._audio_start = self._onset = self._last_voiced_end = self._end_estimate = end
         self._silent_frames = 0
         self._is_paused = False
         return [ended, SegmentStart(onset=end)]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -32,6 +32,8 @@ class AudioConfig(Strict):
     output_device: str | int | None = None
     #: Pace WAV input in real time (like a microphone) or read it as fast as possible.
     realtime_file_input: bool = True
+    #: Longer WAV input files are refused (they are read into memory whole).
+    max_file_input_s: Annotated[float, Field(gt=0)] = 3600.0
 
 
 class VadConfig(Strict):
@@ -157,6 +159,8 @@ class BedtimeConfig(Strict):
     enter_phrases: dict[str, list[str]] = Field(default_factory=dict)
     exit_phrases: dict[str, list[str]] = Field(default_factory=dict)
     wake_phrases: dict[str, list[str]] = Field(default_factory=dict)
+    #: In bedtime mode these get a good-night line at once, without the LLM.
+    good_night_phrases: dict[str, list[str]] = Field(default_factory=dict)
     #: Minutes without user speech before the last good-night line and sleep.
     sleep_after_min: Annotated[float, Field(gt=0)] = 20.0
     #: Seconds of silence before a presence line such as 「ここにいるよ」.
@@ -297,6 +301,8 @@ class GenerationConfig(Strict):
     top_p: Annotated[float, Field(gt=0, le=1)] = 0.9
     max_tokens: Annotated[int, Field(ge=1, le=8192)] = 256
     stop: list[str] = Field(default_factory=list)
+    #: Server-specific sampling parameters sent as they are (vLLM: repetition_penalty, top_k, ignore_eos, ...).
+    extra: dict[str, Any] = Field(default_factory=dict)
 
 
 class VllmLaunchConfig(Strict):

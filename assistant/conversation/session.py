@@ -3,15 +3,39 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 
 from assistant.config.schema import PersonaConfig
 from assistant.events import Error, Event, Mode, SetMode, SetPersona, Speaker
 from assistant.pipeline.stage import Stage
+from assistant.state import AppState
 
 log = logging.getLogger(__name__)
 
 MODES = ("normal", "bedtime")
+
+
+def remember_in(state: AppState, mode: str, clock: Callable[[], float] = time.time) -> Callable[[str, str], None]:
+    """A ``remember`` callback for a SessionStage that starts in ``mode``: keeps the persona, and the mode with
+    when it was chosen, in ``state`` (saved at once).
+
+    The mode's time moves only when the mode changes (a persona switch does not touch it), so a restart can
+    tell whether bedtime was chosen inside the current window (see assistant.modes.schedule.startup_mode).
+    """
+    started_at = clock()
+    current = [mode]
+
+    def remember(persona: str, new_mode: str) -> None:
+        state.persona = persona
+        if new_mode != current[0]:
+            current[0] = new_mode
+            state.mode, state.mode_set_at = new_mode, clock()
+        elif state.mode != new_mode or state.mode_set_at is None:
+            state.mode, state.mode_set_at = new_mode, started_at  # the file still held an older session's mode
+        state.save()
+
+    return remember
 
 
 class SessionStage(Stage):

@@ -27,6 +27,7 @@ from assistant.events import (
     OutputHold,
     OutputResume,
     PlaybackStarted,
+    Sleeping,
     State,
     TextInput,
     TurnDone,
@@ -76,7 +77,7 @@ class TurnController(Stage):
     """Owns turn ids and the assistant's state (listening / thinking / speaking); decides barge-in."""
 
     accepts = (VoiceStarted, VoicePaused, VoiceResumed, VoiceEnded, VoiceDropped, TextInput, InterruptRequest,
-               PlaybackStarted, TurnDone, TurnDropped, Error, Mode, InputEnded)
+               PlaybackStarted, TurnDone, TurnDropped, Error, Mode, InputEnded, Sleeping)
 
     def __init__(self, barge_in: BargeInConfig, bedtime_min_speech_ms: int | None = None, first_turn_id: int = 1) -> None:
         super().__init__()
@@ -90,6 +91,8 @@ class TurnController(Stage):
         self._utterance: _Utterance | None = None
         self._barge: _BargeIn | None = None
         self._state = ""
+        #: Asleep (bedtime sleep timer): no listening/thinking/speaking states until woken.
+        self._is_asleep = False
 
     # ------------------------------------------------------------------ helpers
 
@@ -105,8 +108,12 @@ class TurnController(Stage):
         self._next_id += 1
         return turn_id
 
+    def allocate_turn(self) -> int:
+        """A fresh turn id for a reply nobody asked for (a bedtime presence line): never a user turn's."""
+        return self._new_turn()
+
     def _set_state(self, value: str) -> Event | None:
-        if value == self._state or self._mode == "sleeping":
+        if value == self._state or self._is_asleep:
             return None
         self._state = value
         return State(value=value)
@@ -196,6 +203,13 @@ class TurnController(Stage):
         if isinstance(event, Mode):
             self._mode = event.value if event.value in ("normal", "bedtime") else self._mode
             return []
+        if isinstance(event, Sleeping):
+            self._is_asleep = event.is_asleep
+            if event.is_asleep:
+                self._state = "sleeping"  # the bedtime stage announced it
+                return []
+            self._state = ""
+            return [self._set_state("thinking" if self.active_turn is not None else "listening")]
         if isinstance(event, InputEnded):
             return []
         return []

@@ -56,7 +56,10 @@ class OpenAIEngine:
                 f"or --llm-model (the server lists its models at {self.location.rstrip('/')}/models)"
             )
         elif isinstance(exc, openai.APIStatusError):
-            why = f"HTTP {exc.status_code}: {_short(exc.message)}"
+            return EngineUnavailable(
+                f"the LLM at {self.location} refused the request (HTTP {exc.status_code}: {_short(exc.message)}) — "
+                f"check the engine's settings in routing.yaml (model, max_model_len) and its log"
+            )
         else:
             why = _short(str(exc)) or type(exc).__name__
         return EngineUnavailable(f"cannot reach the LLM at {self.location} ({why}) — {_hint(self.config.kind)}")
@@ -72,6 +75,8 @@ class OpenAIEngine:
         }
         if generation.stop:
             kwargs["stop"] = generation.stop
+        if generation.extra:
+            kwargs["extra_body"] = dict(generation.extra)
         try:
             response = await asyncio.wait_for(
                 self._client.chat.completions.create(**kwargs),  # type: ignore[call-overload]

@@ -283,7 +283,7 @@ def inspect_model_path(path: Path, kind: ModelKind) -> tuple[Status, str, str]:
     for entry in entries:
         if entry.is_symlink() and not entry.exists():
             return "FAIL", f"{entry} is a broken symlink (-> {os.readlink(entry)})", \
-                "the download is incomplete: download the model again (huggingface-cli download ...)"
+                "the download is incomplete: download the model again (hf download ...)"
     if not (resolved / "config.json").is_file():
         return "FAIL", f"{shown} has no config.json", "this is not a complete model folder: download it again"
     if kind == "ctranslate2":

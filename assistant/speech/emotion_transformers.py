@@ -46,8 +46,8 @@ class TransformersEmotionTagger:
                 device = "cuda" if torch.cuda.is_available() else "cpu"
             source = resolve_model(self.model_name)
             if source.startswith(("/", "./", "../", "~")) and not Path(source).exists():
-                raise ModelMissing(f"emotion.model: the emotion model folder {source} does not exist — fix the path or use a "
-                                   f"model name")
+                raise ModelMissing(f"emotion.model: the emotion model folder {source} does not exist — "
+                                   f"fix the path or use a model name")
             try:
                 self._pipe = pipeline("audio-classification", model=source, device=device)
             except Exception as exc:

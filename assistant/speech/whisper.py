@@ -69,8 +69,8 @@ class WhisperTranscriber:
                 raise MissingExtra("faster-whisper", "asr", "speech recognition") from None
             source = resolve_model(self.model_name)
             if source.startswith(("/", "./", "../", "~")) and not Path(source).exists():
-                raise ModelMissing(f"asr.model: the Whisper model folder {source} does not exist — fix the path or use a "
-                                   f"model name")
+                raise ModelMissing(f"asr.model: the Whisper model folder {source} does not exist — "
+                                   f"fix the path or use a model name")
             device, compute_type = pick_device(self.device, self.compute_type)
             try:
                 self._model = WhisperModel(source, device=device, compute_type=compute_type,

@@ -164,6 +164,7 @@ async function setupAvatar(persona) {
       if (generation !== avatarGeneration) { live.destroy(); return; }
       avatar = live;
       S.avatarKind = "live2d";
+      S.live2dAvatar = live;
     } catch (err) {
       if (generation !== avatarGeneration) return;
       S.live2dError = String(err && err.message || err);
@@ -305,8 +306,12 @@ function frame() {
   const m = player.mouthNow();
   if (avatar) {
     avatar.setMouth(m);
+    if (avatar.renderFrame) avatar.renderFrame();
     S.mouth = avatar.mouth;
-    if (avatar.kind === "live2d") S.live2dMouthParam = avatar.lastMouthParam;
+    if (avatar.kind === "live2d") {
+      S.live2dMouthParam = avatar.lastMouthParam;
+      S.live2dShownExpression = avatar.currentExpressionName();
+    }
   }
   S.playerMouth = m;
   S.isPlaying = player.isPlaying;

@@ -209,7 +209,9 @@ export class BuiltinAvatar {
     const breathe = Math.sin(performance.now() / (sleep > 0.5 ? 1400 : 900)) * (sleep > 0.5 ? 3 : 1.6);
     this.body.setAttribute("transform", `translate(0 ${breathe.toFixed(2)})`);
     // Eyes.
-    const open = Math.max(0, c.eyeOpen * (1 - sleep) * (1 - blink) * (1 - c.eyeSmile * 0.95));
+    // Smiling eyes are drawn as arcs (^ ^) rather than squashed ovals.
+    const isSmiling = c.eyeSmile > 0.5 && sleep < 0.5;
+    const open = isSmiling ? 0 : Math.max(0, c.eyeOpen * (1 - sleep) * (1 - blink));
     for (const eye of this.eyes) {
       const { cx, cy } = eye;
       const s = Math.min(open, 1.3);
@@ -232,7 +234,7 @@ export class BuiltinAvatar {
       // Closed eyes: a gentle downward arc when sleeping or blinking, an upward arc (^ ^) when smiling.
       let closed = "";
       if (open < 0.06) {
-        closed = c.eyeSmile > 0.5 && sleep < 0.5
+        closed = isSmiling
           ? `M${cx - 17} ${cy + 6} Q ${cx} ${cy - 12} ${cx + 17} ${cy + 6}`
           : `M${cx - 17} ${cy + 2} Q ${cx} ${cy + 12} ${cx + 17} ${cy + 2}`;
       }

@@ -61,9 +61,8 @@ export async function createLive2DAvatar(container, persona, libs) {
   let app;
   try {
     app = new PIXI.Application({
-      view: canvas, backgroundAlpha: 0, antialias: true, autoStart: true,
+      view: canvas, backgroundAlpha: 0, antialias: true, autoStart: false,
       resolution: Math.min(window.devicePixelRatio || 1, 2), autoDensity: true, resizeTo: host,
-      preserveDrawingBuffer: true,
     });
   } catch (err) {
     host.remove();
@@ -71,7 +70,8 @@ export async function createLive2DAvatar(container, persona, libs) {
   }
   let model;
   try {
-    model = await withTimeout(PIXI.live2d.Live2DModel.from(persona.live2d.model, { autoInteract: false }),
+    // The page's own animation frame drives the model (renderFrame), so the mouth drawn is the mouth heard.
+    model = await withTimeout(PIXI.live2d.Live2DModel.from(persona.live2d.model, { autoInteract: false, autoUpdate: false }),
       LOAD_TIMEOUT_MS, "モデルの読み込み");
   } catch (err) {
     app.destroy(true);
@@ -115,11 +115,11 @@ class Live2DAvatar {
     const scale0 = m.scale.x || 1;
     const natW = m.width / scale0, natH = m.height / scale0;
     const userScale = (this.persona.live2d && this.persona.live2d.scale) || 1;
-    // Show the upper body: the model's full height would make the face tiny.
-    const scale = Math.min((h * 1.75) / natH, (w * 0.95) / natW) * userScale;
+    // Show the upper body: a full-height model would make the face tiny. (persona live2d.scale adjusts.)
+    const scale = ((h * 2.1) / natH) * userScale;
     m.scale.set(scale);
     m.x = (w - natW * scale) / 2;
-    m.y = h * 0.04;
+    m.y = h * 0.03;
   }
 
   beforeUpdate() {
@@ -138,10 +138,22 @@ class Live2DAvatar {
     this.persona = persona;
   }
 
+  /** Advance the model to now and draw it (called once per animation frame, after setMouth). */
+  renderFrame() {
+    const now = performance.now();
+    this.model.update(Math.min(100, now - (this.lastFrameAt || now)));
+    this.lastFrameAt = now;
+    this.app.render();
+  }
+
   setMouth(value) {
     const v = Math.max(0, Math.min(1, Number(value) || 0));
-    // Same feel as the built-in avatar: open fast, close a little slower.
-    this.mouth = v > this.mouth ? v : this.mouth + (v - this.mouth) * 0.5;
+    const now = performance.now();
+    const dt = Math.min(0.1, (now - (this.lastMouthAt || now)) / 1000);
+    this.lastMouthAt = now;
+    // Same feel as the built-in avatar, whatever the frame rate: open fast, close a little slower.
+    const rate = v > this.mouth ? 40 : 22;
+    this.mouth += (v - this.mouth) * (1 - Math.exp(-dt * rate));
     if (v === 0 && this.mouth < 0.01) this.mouth = 0;
   }
 
@@ -157,12 +169,23 @@ class Live2DAvatar {
     if (manager && this.expressionNames.includes(mapped)) {
       this.model.expression(mapped);
       this.expression = mapped;
-    } else if (manager && (name === "neutral" || mapped === "neutral")) {
+    } else if (manager) {
+      // Neutral, or an emotion this model has no expression for: back to the model's own face.
+      manager.currentExpression = manager.defaultExpression;
       manager.resetExpression();
       this.expression = null;
     }
     this.host.dataset.expression = this.expression || "";
     return this.expression;
+  }
+
+  /** The name of the expression the model's expression manager shows now (null: the default face). */
+  currentExpressionName() {
+    const manager = this.model.internalModel.motionManager.expressionManager;
+    if (!manager || !manager.currentExpression) return null;
+    const index = manager.expressions.indexOf(manager.currentExpression);
+    const definition = manager.definitions[index];
+    return definition ? (definition.Name || definition.name || null) : null;
   }
 
   destroy() {

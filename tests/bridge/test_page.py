@@ -5,6 +5,7 @@ the microphone, reconnecting. Screenshots land in docs/screenshots/."""
 from __future__ import annotations
 
 import asyncio
+import re
 import wave
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,8 @@ from assistant.events import (
     Audio,
     Expression,
     InputEnded,
-    InterruptRequest,
     Interrupted,
+    InterruptRequest,
     Latency,
     Mode,
     PlaybackFinished,
@@ -34,7 +35,15 @@ from assistant.events import (
     UserSpeechStarted,
     UserTranscript,
 )
-from tests.fixtures.bridge import CHROMIUM, CHROMIUM_ARGS, BridgeHarness, MakeBridge, open_page, screenshot
+from tests.fixtures.bridge import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    BridgeHarness,
+    MakeBridge,
+    open_page,
+    record_frames,
+    screenshot,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -56,19 +65,6 @@ def tone_bursts(pattern: list[tuple[float, float]], rate: int = 24000) -> tuple[
         parts.append((np.sin(2 * np.pi * 220 * t) * loudness).astype(np.float32))
     samples = np.concatenate(parts)
     return samples, mouth_values(samples, rate)
-
-
-async def sample_mouth(page: Any, seconds: float, every: float = 0.03) -> list[dict[str, Any]]:
-    """Read the page's mouth and playhead repeatedly for ``seconds``."""
-    samples = []
-    loop = asyncio.get_running_loop()
-    end = loop.time() + seconds
-    while loop.time() < end:
-        samples.append(await page.evaluate(
-            "() => ({mouth: saijin.mouth, player: saijin.playerMouth, playing: saijin.isPlaying,"
-            " head: saijin.playhead, dom: Number(document.querySelector('.builtin-avatar')?.dataset.mouth ?? -1)})"))
-        await asyncio.sleep(every)
-    return samples
 
 
 async def test_the_page_connects_and_shows_the_personas(make_bridge: MakeBridge, browser: Any) -> None:
@@ -105,7 +101,7 @@ async def test_a_scripted_turn_shows_subtitles_emotion_expression_and_moves_the_
     assert await page.locator("#emotion-label").inner_text() == "かなしそう"
     assert await page.locator("#emotion-score").inner_text() == "82%"
     assert await page.locator("#state-text").inner_text() == "考えています…"
-    assert await page.locator(".thinking-bubble").evaluate("e => getComputedStyle(e).opacity") != "0"
+    await page.wait_for_function("() => getComputedStyle(document.querySelector('.thinking-bubble')).opacity > 0.9")
 
     bridge.publish(Speaker(persona="yuuri", display_name="悠璃"), Expression(persona="yuuri", name="joy", turn_id=1))
     await page.wait_for_function("() => document.querySelector('.builtin-avatar').dataset.expression === 'happy'")
@@ -120,10 +116,10 @@ async def test_a_scripted_turn_shows_subtitles_emotion_expression_and_moves_the_
     assert await page.locator("#caption-text").inner_text() == REPLY[0]
     await screenshot(page, "builtin-speaking.png")
     total = sum(len(s) for s in reply_speech) / 16000
-    samples = await sample_mouth(page, total + 1.2)
+    samples = await record_frames(page, total + 1.2)
     playing = [s for s in samples if s["playing"]]
     after = [s for s in samples if not s["playing"]][-5:]
-    assert len(playing) > 10
+    assert len(playing) > 30
     assert max(s["mouth"] for s in playing) > 0.5
     assert len({round(s["mouth"], 2) for s in playing}) > 8, "the mouth does not move while audio plays"
     assert all(s["mouth"] == 0 and s["dom"] == 0 for s in after), "the mouth does not rest after the audio"
@@ -151,7 +147,7 @@ async def test_the_mouth_follows_the_audio_it_plays_in_time(make_bridge: MakeBri
     samples, mouth = tone_bursts(pattern)
     bridge.publish(Audio(turn_id=3, sentence_index=0, sample_rate=24000, samples=samples, mouth=mouth))
     await page.wait_for_function("() => saijin.isPlaying", timeout=10000)
-    readings = await sample_mouth(page, 2.2, every=0.02)
+    readings = await record_frames(page, 2.2)
     checked = 0
     for r in readings:
         head = r["head"]
@@ -164,7 +160,7 @@ async def test_the_mouth_follows_the_audio_it_plays_in_time(make_bridge: MakeBri
         expected_open = t < 0.6 or t > 1.2
         assert (r["player"] > 0.5) == expected_open, f"at {t:.2f} s the player mouth is {r['player']}"
         checked += 1
-    assert checked > 20
+    assert checked > 30
     assert readings[-1]["mouth"] == 0 and not readings[-1]["playing"]
     assert errors.errors == []
 
@@ -222,7 +218,8 @@ async def test_typed_text_persona_and_mode_controls_reach_the_server(make_bridge
         "() => ({filter: getComputedStyle(document.querySelector('.avatar')).filter,"
         " eyesOpen: [...document.querySelectorAll('.av-eye > g')].some(g => g.style.display !== 'none'),"
         " zzz: getComputedStyle(document.querySelector('.zzz')).opacity})")
-    assert "brightness(0.5)" in avatar["filter"] and not avatar["eyesOpen"] and avatar["zzz"] == "1"
+    brightness = float(re.search(r"brightness\(([0-9.]+)\)", avatar["filter"]).group(1))
+    assert brightness < 0.55 and not avatar["eyesOpen"] and avatar["zzz"] == "1"
     await screenshot(page, "builtin-sleeping.png")
     assert errors.errors == []
 
@@ -280,7 +277,8 @@ async def test_the_microphone_streams_16_khz_pcm(make_bridge: MakeBridge, tmp_pa
     spectrum = np.abs(np.fft.rfft(audio * np.hanning(len(audio))))
     peak_hz = np.argmax(spectrum) * 16000 / len(audio)
     assert abs(peak_hz - 440) < 5, f"the microphone's tone arrived at {peak_hz:.1f} Hz"
-    assert 0.2 < np.sqrt(np.mean(audio ** 2)) < 0.5
+    # Noise suppression is on (as for a real microphone), so a steady tone arrives quieter than it went in.
+    assert 0.02 < np.sqrt(np.mean(audio ** 2)) < 0.5
     assert errors.errors == []
 
 

@@ -70,7 +70,7 @@ async def test_chat_turn_on_the_embedded_engine_in_the_personas_format(embedded_
     assert result.latency is not None and "llm_first_token" in result.latency.stages_ms
 
 
-async def test_cancelling_a_turn_closes_the_engines_http_stream(stream_peer) -> None:  # noqa: ANN001
+async def test_cancelling_a_turn_closes_the_engines_http_stream(stream_peer) -> None:
     settings = load_settings(ROOT / "config", "cpu")
     router = EngineRouter(override_routing(stream_peer.base_url, "peer-model"))
     reply = ReplyStage(settings.rules, settings.personas, "miyu", router, is_voiced=False)

@@ -7,11 +7,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from assistant.audio.vad import Segmenter, SegmentEnd
+from assistant.audio.vad import SegmentEnd, Segmenter
 from assistant.config.schema import AsrConfig
 from assistant.errors import ModelMissing
 from assistant.speech.transcriber import HallucinationGuard, Transcript, make_transcriber, normalise_phrase
 from tests.fixtures.speech import SpeechMaker, cer, wer, words
+
 
 def segments(samples: np.ndarray) -> list[SegmentEnd]:
     segmenter = Segmenter()
@@ -26,7 +27,7 @@ def blocklist() -> list[str]:
     return load_settings().assistant.asr.blocklist
 
 
-ENGLISH = ["Sometimes I forget where I put my keys.", "Hello there, how are you today?",
+ENGLISH = ["Sometimes I forget where I put my keys.", "Hello there how are you today?",
            "Few people walked to the station that night."]
 
 

@@ -224,7 +224,7 @@ async def run_file(path: Path, transcriber: Any, tagger: Any, asr: AsrConfig, em
 async def test_a_wav_with_three_utterances_gives_three_turns_in_order(
         speech_maker: SpeechMaker, speech_dir: Path, whisper_tiny_en: Any, asr_en: AsrConfig,
         emotion_cfg: EmotionConfig) -> None:
-    texts = ["Good morning, Yuuri.", "What is on my calendar today?", "Thanks, that is all for now."]
+    texts = ["Good morning to you.", "What is on my calendar today?", "Thanks, that is all for now."]
     audio = speech_maker.compose(0.6, *(p for t in texts for p in (speech_maker.english(t), 1.0)))
     path = audio.write(speech_dir / "three-en.wav", rate=22050)
     seen = await run_file(path, whisper_tiny_en, ProsodyEmotionTagger(), asr_en, emotion_cfg)
