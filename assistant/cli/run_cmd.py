@@ -56,6 +56,7 @@ async def run(args: argparse.Namespace) -> int:
         options.output = "none"
     options.is_realtime = not args.fast and settings.assistant.audio.realtime_file_input
     options.with_bridge = settings.assistant.bridge.enabled and not args.no_bridge and options.input != "file"
+    options.start_engines = True
     async with Conversation(settings, options) as conversation:
         names = {p.id: p.display_name for p in settings.personas.values()}
 

@@ -37,6 +37,8 @@ from assistant.pipeline.stage import Stage
 
 if TYPE_CHECKING:
     from assistant.memory.conversation import PersonaMemory
+    from assistant.memory.store import Turn
+    from assistant.ops.manager import EngineManager
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,8 @@ class Options:
     is_realtime: bool = True
     #: Write memory to the configured database (False: keep the conversation in process only).
     use_memory: bool = True
+    #: Start the resident engines of routing.yaml with the conversation (long-running commands).
+    start_engines: bool = False
 
 
 @dataclass
@@ -91,6 +95,7 @@ class Conversation:
         self.settings = settings
         self.options = options
         self.bus = Bus()
+        self.manager: EngineManager | None = None
         self.router = self._router()
         self.memory: PersonaMemory | None = self._memory() if options.use_memory else None
         self.bridge: object | None = None
@@ -120,7 +125,10 @@ class Conversation:
             return EngineRouter(override_routing(self.options.llm_url, self.options.llm_model))
         if self.options.llm_model:
             raise UsageError("--llm-model needs --llm-url (the server to ask)")
-        return EngineRouter(self.settings.routing, self.settings.config_dir)
+        from assistant.ops.manager import EngineManager
+
+        self.manager = EngineManager(self.settings)
+        return EngineRouter(self.settings.routing, self.settings.config_dir, starter=self.manager)
 
     def _memory(self) -> PersonaMemory:
         """The memory database, with summaries written by each persona's own engine in the background."""
@@ -129,7 +137,7 @@ class Conversation:
 
         settings, router = self.settings, self.router
 
-        async def summarize(persona: str, turns: list, previous: str | None) -> str:
+        async def summarize(persona: str, turns: list[Turn], previous: str | None) -> str:
             config = settings.persona(persona)
             name = router.chain(config)[0]
             engine = router.engine(name)
@@ -216,6 +224,9 @@ class Conversation:
     # ------------------------------------------------------------------ running
 
     async def __aenter__(self) -> Conversation:
+        if self.manager is not None and self.options.start_engines:
+            for name, problem in (await self.manager.start()).items():
+                self.bus.publish(Notice(message=f"{name} did not start: {problem}"))
         await self.pipeline.start()
         return self
 
@@ -224,6 +235,8 @@ class Conversation:
 
     async def close(self) -> None:
         await self.pipeline.close()
+        if self.manager is not None:
+            await self.manager.stop()
         if self.memory is not None:
             await self.memory.aclose()
         await self.router.aclose()

@@ -15,7 +15,7 @@ from assistant.errors import ConfigError
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _edit(path: Path, change) -> None:  # noqa: ANN001 - a callable editing the loaded mapping
+def _edit(path: Path, change) -> None:
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     change(data)
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
