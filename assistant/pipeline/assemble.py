@@ -10,12 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+import numpy as np
+
 from assistant.config.loader import Settings
 from assistant.conversation.reply import ReplyStage
 from assistant.conversation.responders import PersonaSwitch, Responder
 from assistant.conversation.session import SessionStage
 from assistant.conversation.turns import TurnController
-from assistant.errors import UsageError
+from assistant.errors import SaijinError, UsageError
 from assistant.events import (
     Error,
     Event,
@@ -42,7 +44,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-InputKind = Literal["text", "mic", "browser", "file"]
+#: text: typed only; mic; browser (the page's microphone through the bridge); file (a WAV);
+#: feed (audio handed to ``Conversation.hear`` by the demo, the bench and tests).
+InputKind = Literal["text", "mic", "browser", "file", "feed"]
 OutputKind = Literal["none", "speaker", "browser", "file"]
 
 
@@ -157,7 +161,9 @@ class Conversation:
         if options.with_bridge or options.input == "browser" or options.output == "browser":
             stages.append(self._bridge_stage())
         if options.input != "text":
-            stages += [self._source(), self._vad()]
+            if options.input != "browser":  # the bridge itself emits the page's microphone frames
+                stages.append(self._source())
+            stages.append(self._vad())
         stages.append(self.turns)
         if options.input != "text":
             stages.append(self._understand())
@@ -194,6 +200,28 @@ class Conversation:
         else:
             self.source = PcmFeedSource(frame_ms=frame_ms)
         return self.source
+
+    async def hear(self, samples: np.ndarray, sample_rate: int, is_realtime: bool = True) -> list[TurnResult]:
+        """Play audio into a ``feed`` conversation as a person speaking (in real time by default) and wait
+        until every turn it opened is done. The audio should end with a second of silence."""
+        from assistant.audio.sources import PcmFeedSource
+
+        if not isinstance(self.source, PcmFeedSource):
+            raise UsageError("hear() needs a conversation with input 'feed'")
+        loop = asyncio.get_running_loop()
+        before = max(self._results, default=0)
+        step = max(1, sample_rate // 50)
+        started = loop.time()
+        for begin in range(0, len(samples), step):
+            self.source.feed(np.asarray(samples[begin:begin + step], dtype=np.float32))
+            delay = started + (begin + step) / sample_rate - loop.time() if is_realtime else 0.0
+            await asyncio.sleep(max(0.0, delay))
+        while True:
+            await self.pipeline.wait_idle()
+            opened = [t for t in self._results if t > before]
+            if all(self._finished[t].is_set() for t in opened):
+                return [self._results[t] for t in sorted(opened)]
+            await asyncio.sleep(0.05)  # a turn finishing after the pipeline went idle (a timer)
 
     def _vad(self) -> Stage:
         from assistant.audio.vad import VadStage
@@ -245,6 +273,21 @@ class Conversation:
 
     def emit(self, event: Event) -> None:
         self.pipeline.emit(event)
+
+    async def warm_up(self) -> None:
+        """Load the current persona's engine and let it read the persona's prompt once, so the first turn
+        pays neither the model load nor the prompt (llama.cpp and vLLM reuse a repeated prefix)."""
+        from assistant.config.schema import GenerationConfig
+        from assistant.llm.prompt import build_messages
+
+        persona = self.settings.persona(self.persona_id)
+        engine = self.router.engine(self.router.chain(persona)[0])
+        messages = build_messages(self.settings.rules, persona, "こんにちは", self.mode)
+        try:
+            async for _ in engine.stream(messages, GenerationConfig(max_tokens=1)):
+                pass
+        except SaijinError as exc:
+            log.info("warm-up of %s failed: %s", engine.name, exc)
 
     async def say(self, text: str, timeout: float | None = None) -> TurnResult:
         """Type a line and wait until its turn is done (answered, dropped, failed or interrupted)."""

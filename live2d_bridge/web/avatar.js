@@ -61,6 +61,18 @@ function mix(hex, other, t) {
 
 const lerp = (a, b, t) => a + (b - a) * t;
 
+const HAIR_LONG = "M92 210 C 78 110, 150 52, 200 52 C 258 52, 325 104, 310 214 C 318 300, 300 352, 286 372 L 114 372 C 98 350, 82 300, 92 210 Z";
+const HAIR_SHORT = "M92 210 C 78 110, 150 52, 200 52 C 258 52, 325 104, 310 214 C 314 262, 306 300, 294 322 L 106 322 C 94 300, 86 262, 92 210 Z";
+// Each persona gets one of these hairstyles (chosen from its id, so it never changes).
+const STYLES = ["bob", "long", "twintails"];
+
+function styleFor(persona) {
+  const id = (persona && persona.id) || "";
+  let sum = 0;
+  for (const ch of id) sum += ch.codePointAt(0);
+  return STYLES[sum % STYLES.length];
+}
+
 export class BuiltinAvatar {
   constructor(container, persona) {
     this.kind = "builtin";
@@ -98,8 +110,12 @@ export class BuiltinAvatar {
 
     const body = el("g", { class: "av-body" }, svg);
     this.body = body;
+    // Twin tails (one of the hairstyles), behind everything else.
+    this.tails = el("g", {}, body);
+    el("path", { d: "M122 150 C 62 160, 36 262, 58 392 C 70 352, 92 300, 104 262 C 110 230, 118 196, 126 176 Z", fill: "url(#av-hair)" }, this.tails);
+    el("path", { d: "M278 150 C 338 160, 364 262, 342 392 C 330 352, 308 300, 296 262 C 290 230, 282 196, 274 176 Z", fill: "url(#av-hair)" }, this.tails);
     // Back hair, shoulders, neck.
-    this.backHair = el("path", { d: "M92 210 C 78 110, 150 52, 200 52 C 258 52, 325 104, 310 214 C 318 300, 300 352, 286 372 L 114 372 C 98 350, 82 300, 92 210 Z", fill: "url(#av-hair)" }, body);
+    this.backHair = el("path", { d: HAIR_LONG, fill: "url(#av-hair)" }, body);
     this.shoulders = el("path", { d: "M96 440 C 100 388, 142 362, 200 362 C 258 362, 300 388, 304 440 Z" }, body);
     el("path", { d: "M176 330 L 176 372 C 186 382, 214 382, 224 372 L 224 330 Z", fill: "#f3cfbd" }, body);
     this.collar = el("path", { d: "M150 372 C 170 396, 230 396, 250 372 L 236 366 C 220 384, 180 384, 164 366 Z", fill: "#ffffff", opacity: "0.85" }, body);
@@ -132,6 +148,7 @@ export class BuiltinAvatar {
       el("path", { d: "M294 206 C 304 258, 298 304, 282 348 C 282 306, 282 262, 278 222 Z", fill: "url(#av-hair)" }, body),
     ];
     this.bangs = el("path", { d: "M100 228 C 92 140, 140 80, 200 80 C 260 80, 308 140, 300 228 Q 292 190, 274 170 Q 272 194, 260 208 Q 252 180, 238 162 Q 234 188, 216 202 Q 208 176, 198 160 Q 188 186, 166 198 Q 166 174, 160 164 Q 144 186, 130 208 Q 126 186, 128 172 Q 110 198, 100 228 Z", fill: "url(#av-hair)" }, body);
+    this.ties = [el("circle", { cx: 104, cy: 164, r: 8 }, body), el("circle", { cx: 296, cy: 164, r: 8 }, body)];
     // Brows sit over the fringe, as drawn characters' brows do, so every expression shows.
     this.brows = [-1, 1].map(() => el("path", { fill: "none", stroke: "#3d2f3f", "stroke-width": 4.5, "stroke-linecap": "round", opacity: "0.92", class: "av-brow" }, body));
     this.hairShine = el("path", { d: "M142 118 C 166 102, 214 98, 246 110", fill: "none", stroke: "#ffffff", "stroke-width": 5, "stroke-linecap": "round", opacity: "0.25" }, body);
@@ -152,6 +169,13 @@ export class BuiltinAvatar {
     this.hairStop2.setAttribute("stop-color", mix(color, "#0d0e1a", 0.62));
     this.shoulders.setAttribute("fill", mix(color, "#20223a", 0.5));
     for (const eye of this.eyes) eye.iris.setAttribute("fill", mix(color, "#1a1b2e", 0.25));
+    this.style = styleFor(persona);
+    this.svg.dataset.style = this.style;
+    this.backHair.setAttribute("d", this.style === "long" ? HAIR_LONG : HAIR_SHORT);
+    this.tails.style.display = this.style === "twintails" ? "" : "none";
+    for (const tie of this.ties) tie.style.display = this.style === "twintails" ? "" : "none";
+    for (const lock of this.sideLocks) lock.style.display = this.style === "bob" ? "none" : "";
+    for (const tie of this.ties) tie.setAttribute("fill", mix(color, "#ffffff", 0.55));
   }
 
   setExpression(name) {

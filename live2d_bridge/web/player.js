@@ -52,6 +52,14 @@ export class Player {
     return this.ctx;
   }
 
+  /** Whether sound can play now (the context runs, or starts running within a moment). */
+  async _canPlay() {
+    const ctx = this.context();
+    if (ctx.state === "running") return true;
+    await Promise.race([ctx.resume().catch(() => {}), new Promise((r) => setTimeout(r, 150))]);
+    return ctx.state === "running";
+  }
+
   /** Resume sound after a user gesture. */
   unlock() {
     const ctx = this.context();
@@ -95,7 +103,13 @@ export class Player {
       source: null, clock: "page", start: 0, duration: mouth.length * MOUTH_STEP_S,
       started: false, done: false, level: 0, timers: [],
     };
-    if (msg.wav) {
+    const isPlayable = !!msg.wav && (await this._canPlay());
+    if (msg.wav && !isPlayable) {
+      // The browser blocks sound until the user clicks (the sound gate shows): the mouth still moves, silently.
+      this.onGate(true);
+    }
+    if (this.cancelled.has(msg.turn_id)) return;
+    if (isPlayable) {
       const ctx = this.context();
       const bytes = base64ToBytes(msg.wav);
       const buffer = await ctx.decodeAudioData(bytes.buffer);

@@ -310,3 +310,36 @@ async def test_the_server_answers_a_page_that_sends_garbage(make_bridge: MakeBri
     await page.wait_for_function("() => window.replies.length >= 4")
     replies = await page.evaluate("() => window.replies.map(r => r.code || r.type)")
     assert replies == ["hello", "unknown-type", "bad-json", "pong"]
+
+
+#: Headless Chromium lets every AudioContext run; this gives it a desktop browser's autoplay policy again:
+#: audio stays suspended until the user has clicked on the page.
+AUTOPLAY_POLICY = """
+(() => {
+  let hasClicked = false;
+  window.addEventListener("pointerdown", () => { hasClicked = true; }, true);
+  const Native = window.AudioContext;
+  window.AudioContext = class extends Native {
+    constructor(...args) { super(...args); if (!hasClicked) super.suspend(); }
+    resume() { return hasClicked ? super.resume() : Promise.resolve(); }
+  };
+})();
+"""
+
+
+async def test_when_the_browser_blocks_sound_the_page_asks_and_the_mouth_still_moves(
+        make_bridge: MakeBridge, browser: Any) -> None:
+    bridge = await make_bridge()
+    samples, mouth = tone_bursts([(1.2, 0.7)])
+    page, errors = await open_page(browser, bridge.server.url, init_script=AUTOPLAY_POLICY)
+    bridge.publish(Audio(turn_id=1, sentence_index=0, sample_rate=24000, samples=samples, mouth=mouth))
+    await page.wait_for_selector("#sound-gate:not([hidden])", timeout=10000)
+    await page.wait_for_function("() => saijin.isPlaying && saijin.mouth > 0.3", timeout=5000)
+    await page.wait_for_function("() => !saijin.isPlaying", timeout=5000)
+    assert bridge.of_type(PlaybackStarted) == []  # nothing was heard, so nothing is reported
+    await page.click("#sound-unlock")
+    await page.wait_for_selector("#sound-gate", state="hidden", timeout=5000)
+    bridge.publish(Audio(turn_id=1, sentence_index=1, sample_rate=24000, samples=samples, mouth=mouth))
+    started = await bridge.wait_input(PlaybackStarted)
+    assert started.sentence_index == 1
+    assert errors.errors == []

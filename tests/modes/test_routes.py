@@ -249,7 +249,7 @@ async def test_spoken_phrases_recognised_by_whisper_enter_and_leave(
     understand = UnderstandStage(whisper_tiny_en, None, asr_cfg, shipped_settings.assistant.emotion, bedtime_cfg)
     silence = np.zeros(4800, dtype=np.float32)
     utterances = []
-    for turn_id, text in ((1, "Bedtime mode, please."), (2, "Good morning!")):
+    for turn_id, text in ((1, "OK, it is time for bed."), (2, "Good morning!")):
         audio = np.concatenate([silence, speech_maker.english(text).samples, silence])
         utterances.append(UserSpeechEnded(turn_id=turn_id, speech_end=len(audio) / 16000, audio=audio))
     heard = [e for e in await run_stage(understand, utterances) if isinstance(e, UserTurnReady)]

@@ -54,7 +54,7 @@ async def test_the_same_text_is_slower_and_quieter_at_bedtime(steady_persona: Pe
     day_speech = day.samples[int(day_start * day.sample_rate):int(day_end * day.sample_rate)]
     night_speech = night.samples[int(night_start * night.sample_rate):int(night_end * night.sample_rate)]
     # Slower: the spoken part stretches with length_scale (1.3 by default), and the pause after it is longer.
-    assert (night_end - night_start) > 1.2 * (day_end - day_start)
+    assert (night_end - night_start) > 1.15 * (day_end - day_start)  # 1.22 here with joe
     assert night.duration_s - night_end > day.duration_s - day_end + 0.4
     # Quieter: the loudness follows volume (0.55 by default).
     ratio = rms(night_speech) / rms(day_speech)
