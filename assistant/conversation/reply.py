@@ -230,8 +230,11 @@ class ReplyStage(Stage):
                   language: str | None = None, is_scripted: bool = False) -> Subtitle:
         index = len(reply.sentences)
         reply.sentences.append(text)
+        if language is None:
+            # A scripted line is written in the persona's language, whatever the user spoke.
+            language = persona.language if is_scripted else (turn.language or persona.language)
         return Subtitle(turn_id=turn.turn_id, persona=persona.id, sentence_index=index, text=text,
-                        language=language or turn.language or persona.language, is_scripted=is_scripted)
+                        language=language, is_scripted=is_scripted)
 
     async def _finish(self, turn: UserTurnReady, reply: _Reply) -> AsyncIterator[Event]:
         reply.is_generated = True

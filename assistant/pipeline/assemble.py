@@ -7,6 +7,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -15,7 +16,7 @@ import numpy as np
 from assistant.config.loader import Settings
 from assistant.conversation.reply import ReplyStage
 from assistant.conversation.responders import PersonaSwitch, Responder
-from assistant.conversation.session import SessionStage
+from assistant.conversation.session import SessionStage, remember_in
 from assistant.conversation.turns import TurnController
 from assistant.errors import SaijinError, UsageError
 from assistant.events import (
@@ -31,11 +32,14 @@ from assistant.events import (
     UserTranscript,
 )
 from assistant.llm.router import EngineRouter, override_routing
+from assistant.modes.bedtime import BedtimeResponder, BedtimeStage
+from assistant.modes.schedule import startup_mode
 from assistant.observers.events_log import EventsLog
 from assistant.observers.latency import LatencyObserver
 from assistant.pipeline.bus import Bus
 from assistant.pipeline.runtime import Pipeline
 from assistant.pipeline.stage import Stage
+from assistant.state import AppState
 
 if TYPE_CHECKING:
     from assistant.memory.conversation import PersonaMemory
@@ -111,11 +115,15 @@ class Conversation:
             events_log = EventsLog(options.events_path)
             self.bus.subscribe(events_log)
             self._closers.append(events_log.close)
-        persona_id = options.persona or settings.assistant.persona
+        # The persona chosen last time and a bedtime still inside its window survive a restart.
+        self.state = AppState.in_data_dir(settings.data_dir)
+        remembered = self.state.persona if self.state.persona in settings.personas else None
+        persona_id = options.persona or remembered or settings.assistant.persona
         settings.persona(persona_id)  # a clear error for an unknown persona
         self.persona_id = persona_id
-        self.mode = options.mode or "normal"
+        self.mode = startup_mode(settings.assistant.bedtime, self.state, datetime.now(), options.mode)
         self.turns = TurnController(settings.assistant.barge_in, settings.assistant.bedtime.barge_in_min_speech_ms)
+        self.bedtime = BedtimeResponder(settings.personas, settings.assistant.bedtime)
         self.pipeline = Pipeline(self._stages(), self.bus)
         self._results: dict[int, TurnResult] = {}
         self._finished: dict[int, asyncio.Event] = {}
@@ -151,13 +159,15 @@ class Conversation:
         return PersonaMemory.from_settings(settings, summarize)
 
     def _responders(self) -> list[Responder]:
-        return [PersonaSwitch(self.settings.personas)]
+        # Bedtime first: while asleep, nothing but a wake phrase is answered (not even a persona switch).
+        return [self.bedtime, PersonaSwitch(self.settings.personas)]
 
     def _stages(self) -> list[Stage]:
         """Session, bridge, input, VAD, turns, understanding, reply, speech, output — in start order."""
         settings, options = self.settings, self.options
         is_voiced = options.output != "none"
-        stages: list[Stage] = [SessionStage(settings.personas, self.persona_id, self.mode)]
+        stages: list[Stage] = [SessionStage(settings.personas, self.persona_id, self.mode,
+                                            remember=remember_in(self.state, self.mode))]
         if options.with_bridge or options.input == "browser" or options.output == "browser":
             stages.append(self._bridge_stage())
         if options.input != "text":
@@ -165,6 +175,9 @@ class Conversation:
                 stages.append(self._source())
             stages.append(self._vad())
         stages.append(self.turns)
+        stages.append(BedtimeStage(settings.assistant.bedtime, settings.personas, self.persona_id,
+                                   self.turns.allocate_turn, mode=self.mode, responder=self.bedtime,
+                                   is_voiced=is_voiced))
         if options.input != "text":
             stages.append(self._understand())
         stages.append(ReplyStage(settings.rules, settings.personas, self.persona_id, self.router, self.memory,
@@ -235,7 +248,7 @@ class Conversation:
         from assistant.speech.understand import UnderstandStage
 
         a = self.settings.assistant
-        return UnderstandStage(make_transcriber(a.asr), make_emotion_tagger(a.emotion), a.asr, a.emotion)
+        return UnderstandStage(make_transcriber(a.asr), make_emotion_tagger(a.emotion), a.asr, a.emotion, a.bedtime)
 
     def _sink(self) -> object:
         from assistant.audio.sinks import NullSink, SpeakerSink, WavFileSink
@@ -295,7 +308,8 @@ class Conversation:
             before = set(self._results)
             self._new_turn.clear()
             self.emit(TextInput(text=text))
-            while not (new := [t for t in self._results if t not in before]):
+            # The typed turn is the new one that heard this text (a bedtime presence line may open another).
+            while not (new := [t for t in self._results if t not in before and self._results[t].heard == text.strip()]):
                 await self._new_turn.wait()
                 self._new_turn.clear()
             return await self.wait_turn(min(new))
@@ -327,6 +341,7 @@ class Conversation:
             self._new_turn.set()
         if isinstance(event, UserTranscript):
             result.heard = event.text
+            self._new_turn.set()
         elif hasattr(event, "label") and event.type == "user-emotion":
             result.emotion = event.label  # type: ignore[attr-defined]
         elif isinstance(event, Subtitle):

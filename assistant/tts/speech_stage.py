@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from assistant.audio.fade import fade_out
 from assistant.audio.lipsync import mouth_values
 from assistant.config.schema import PersonaConfig, TtsConfig, VoiceConfig
 from assistant.errors import ConfigError, SaijinError
@@ -89,7 +90,8 @@ class SpeechStage(Stage):
         started = now()
         pause_ms = style.sentence_pause_ms if style.sentence_pause_ms is not None else self.tts_cfg.sentence_pause_ms
         try:
-            samples, rate, mouth = await self._run(self._synthesize, voice, event.text, style, pause_ms)  # type: ignore[misc]
+            samples, rate, mouth = await self._run(self._synthesize, voice, event.text, style, pause_ms,  # type: ignore[misc]
+                                                   event.fade_out_s)
         except Exception as exc:
             # The reply goes on without this sentence's sound (its text still shows); the user is told once.
             log.warning("speech for turn %d sentence %d failed: %s", event.turn_id, event.sentence_index, exc,
@@ -106,11 +108,14 @@ class SpeechStage(Stage):
                     samples=samples, mouth=mouth, text=event.text)
         yield timing(event.turn_id, "tts", started, ended)
 
-    def _synthesize(self, voice: VoiceConfig, text: str, style: Style,
-                    pause_ms: int) -> tuple[np.ndarray, int, tuple[float, ...]]:
-        """In the worker thread: the sentence's samples with its pause, their rate and the mouth values."""
+    def _synthesize(self, voice: VoiceConfig, text: str, style: Style, pause_ms: int,
+                    fade_out_s: float = 0.0) -> tuple[np.ndarray, int, tuple[float, ...]]:
+        """In the worker thread: the sentence's samples (faded out if asked) with its pause, their rate and
+        the mouth values."""
         samples, rate = self._factory(voice).synthesize(text, style)
         samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+        if fade_out_s > 0:
+            samples = fade_out(samples, rate, fade_out_s)
         if pause_ms:
             samples = np.concatenate([samples, np.zeros(int(rate * pause_ms / 1000), dtype=np.float32)])
         return samples, int(rate), mouth_values(samples, rate)
