@@ -137,6 +137,8 @@ class BridgeServer:
         self._loop_thread: int | None = None
         self._port = bridge_cfg.port
         self._reported: OrderedDict[tuple[str, int, int], None] = OrderedDict()
+        #: The page whose microphone feeds the pipeline (one at a time: two streams cannot share one VAD).
+        self._mic_page: _Page | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -199,6 +201,8 @@ class BridgeServer:
         server, self._server = self._server, None
         if server is None:
             return
+        self._loop = None
+        self._mic_page = None
         server.close()
         for page in tuple(self._pages):
             if page.sender is not None:
@@ -358,6 +362,7 @@ class BridgeServer:
             if page.sender is not None:
                 page.sender.cancel()
             if page.is_mic_open:
+                self._mic_page = None
                 self._deliver(InputEnded())
             log.info("page from %s left (%d open)", connection.remote_address, len(self._pages))
 
@@ -391,10 +396,16 @@ class BridgeServer:
             page.offer(protocol.encode(protocol.error_message(
                 f"set-persona: no persona named {event.persona!r} (known: {known})", "unknown-persona", message.id)))
             return
+        if message.type in ("mic-audio", "mic-end") and self._mic_page not in (None, page):
+            page.offer(protocol.encode(protocol.error_message(
+                "another page is using the microphone — stop it there first", "mic-busy", message.id)))
+            return
         if message.type == "mic-audio":
             page.is_mic_open = True
+            self._mic_page = page
         elif message.type == "mic-end":
             page.is_mic_open = False
+            self._mic_page = None
         if isinstance(event, PlaybackStarted | PlaybackFinished) and not self._first_report(event):
             return  # another page reported this sentence already
         self._deliver(event, page, message.id)

@@ -38,7 +38,7 @@ class SampleSpec:
 
 #: What a person says to a companion at the end of the day.
 SAMPLE_SPECS: tuple[SampleSpec, ...] = (
-    SampleSpec("ja", "こんばんは。今日はちょっと疲れちゃった。", "kokoro:jm_kumo"),
+    SampleSpec("ja", "こんばんは、今日はちょっと疲れちゃった。", "kokoro:jm_kumo"),
     SampleSpec("en", "Hi! Could you tell me something nice about today?", "piper:offline:joe-us"),
 )
 

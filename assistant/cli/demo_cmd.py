@@ -79,20 +79,20 @@ def _write_wav(path: Path, pieces: list[Audio]) -> None:
         out.writeframes((np.clip(samples, -1, 1) * 32767).astype(np.int16).tobytes())
 
 
-def _table(results: list[tuple[str, TurnResult]], names: dict[str, str]) -> Table:
-    table = Table(title="Saijin demo — one row per turn (milliseconds)", show_lines=True)
-    for column in ("turn", "heard", "emotion", "persona", "reply", *STAGES, "voice to voice"):
-        table.add_column(column.replace("_", " "), overflow="fold")
-    for language, result in results:
-        stages = result.latency.stages_ms if result.latency else {}
-        v2v = result.latency.voice_to_voice_ms if result.latency else None
-        table.add_row(
-            f"{result.turn_id} ({language})", result.heard or "—", result.emotion or "—",
-            names.get(result.persona, result.persona or "—"),
-            result.reply or ("; ".join(result.errors) or "—"),
-            *(f"{stages[s]:.0f}" if s in stages else "—" for s in STAGES),
-            f"{v2v:.0f}" if v2v is not None else "—",
-        )
+def _turn_table(language: str, result: TurnResult, names: dict[str, str]) -> Table:
+    """One turn: what was heard, how it sounded, who answered what, and where the time went."""
+    table = Table(title=f"turn {result.turn_id} ({language})", show_header=False, title_justify="left")
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    stages = result.latency.stages_ms if result.latency else {}
+    v2v = result.latency.voice_to_voice_ms if result.latency else None
+    table.add_row("heard", result.heard or "—")
+    table.add_row("emotion", result.emotion or "—")
+    table.add_row("persona", names.get(result.persona, result.persona or "—"))
+    table.add_row("reply", result.reply or ("; ".join(result.errors) or "—"))
+    table.add_row("stages (ms)", "  ".join(f"{name.replace('_', ' ')} {stages[name]:.0f}" for name in STAGES
+                                           if name in stages) or "—")
+    table.add_row("voice to voice", f"{v2v:.0f} ms" if v2v is not None else "—")
     return table
 
 
@@ -139,7 +139,8 @@ async def run(args: argparse.Namespace) -> int:
                     path = out / f"turn-{result.turn_id}-{sample.language}.wav"
                     _write_wav(path, spoken[result.turn_id])
         names = {p.id: p.display_name for p in settings.personas.values()}
-        console.print(_table(results, names))
+        for language, result in results:
+            console.print(_turn_table(language, result, names))
         console.print(f"spoken replies: {out}/turn-*.wav   events: {out / 'events.jsonl'}")
         console.print(f"avatar page: {conversation.bridge.url}   websocket: {conversation.bridge.ws_url}")
         if args.keep_open or (sys.stdin.isatty() and sys.stdout.isatty()):

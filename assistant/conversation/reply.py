@@ -21,6 +21,7 @@ from assistant.events import (
     Mode,
     Notice,
     PlaybackFinished,
+    PlaybackStarted,
     ReplyDone,
     Speaker,
     Subtitle,
@@ -60,8 +61,10 @@ class _Reply:
     persona: str
     sentences: list[str] = field(default_factory=list)
     played: dict[int, float] = field(default_factory=dict)  # sentence index -> fraction played
+    #: Sentences whose playback began (each gets a PlaybackFinished, also when it is cut).
+    started: set[int] = field(default_factory=set)
     is_generated: bool = False
-    #: Set when the output reports how much of a cut reply was heard.
+    #: Set when the output has reported how much of each started sentence of a cut reply was heard.
     cut_reported: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -69,7 +72,7 @@ class ReplyStage(Stage):
     """UserTurnReady -> Subtitle (one per sentence) + Expression, then ReplyDone; TurnDone once spoken."""
 
     accepts = (UserTurnReady, PlaybackFinished, Speaker, Mode)
-    urgent = (Interrupted,)
+    urgent = (Interrupted, PlaybackStarted)
 
     def __init__(self, rules: RulesConfig, personas: Mapping[str, PersonaConfig], persona_id: str,
                  router: EngineRouter, memory: ConversationMemory | None = None, mode: str = "normal",
@@ -105,14 +108,19 @@ class ReplyStage(Stage):
                 fraction = 1.0 if event.duration_s <= 0 else min(1.0, event.played_s / event.duration_s)
                 reply.played[event.sentence_index] = fraction
                 if self.ctx is not None and self.ctx.is_cancelled(event.turn_id):
-                    reply.cut_reported.set()
+                    if reply.started <= reply.played.keys():  # the report of the cut sentence is in
+                        reply.cut_reported.set()
                     return
                 done = self._maybe_done(event.turn_id)
                 if done is not None:
                     yield done
 
     def on_urgent(self, event: Event) -> None:
-        if isinstance(event, Interrupted):
+        if isinstance(event, PlaybackStarted):
+            reply = self._replies.get(event.turn_id)
+            if reply is not None:
+                reply.started.add(event.sentence_index)
+        elif isinstance(event, Interrupted):
             reply = self._replies.get(event.turn_id)
             if reply is not None and self.ctx is not None:
                 self.ctx.spawn(self._record_cut(event.turn_id, reply))
@@ -278,7 +286,7 @@ class ReplyStage(Stage):
 
     async def _record_cut(self, turn_id: int, reply: _Reply) -> None:
         """An interrupted reply: wait briefly for the output's report of the cut sentence, then record."""
-        if self.is_voiced and reply.sentences:  # a sentence may have been cut while playing
+        if self.is_voiced and not reply.started <= reply.played.keys():  # a sentence was cut while playing
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(reply.cut_reported.wait(), 0.5)
         self._replies.pop(turn_id, None)

@@ -24,6 +24,10 @@ _END = object()
 _TURN_STOPS = ["<end_of_turn>", "<start_of_turn>", "<eos>"]
 
 
+def _is_japanese(text: str) -> bool:
+    return any("\u3040" <= ch <= "\u30ff" or "\u4e00" <= ch <= "\u9fff" for ch in text)
+
+
 def transcript_prompt(messages: list[ChatMessage]) -> str:
     """Messages -> a written dialogue that a base model (no chat tuning) continues with one line.
 
@@ -33,14 +37,17 @@ def transcript_prompt(messages: list[ChatMessage]) -> str:
     system = next((m for m in messages if m.role == "system"), None)
     name = (system.name if system else None) or "アシスタント"
     last_user = next((m.content for m in reversed(messages) if m.role == "user"), "")
-    is_english = not any("\u3040" <= ch <= "\u30ff" or "\u4e00" <= ch <= "\u9fff" for ch in last_user)
+    is_english = not _is_japanese(last_user)
     user = "Friend" if is_english else "相手"
-    header = system.content.strip() if system else ""
-    intro = (f"What follows is a conversation between {name} and a friend. {name} answers in one or two short sentences."
-             if is_english else f"以下は、{name}と{user}の会話です。{name}は一、二文の短い話し言葉で答えます。")
+    # A small base model continues in the language of what it reads: for an English turn it reads an
+    # English frame and only the English part of the conversation.
+    header = system.content.strip() if system and not is_english else ""
+    intro = (f"What follows is a conversation between {name} and a friend. {name} is kind and answers in "
+             f"English, in one or two short sentences." if is_english
+             else f"以下は、{name}と{user}の会話です。{name}は一、二文の短い話し言葉で答えます。")
     lines = [header, "", intro, ""] if header else [intro, ""]
     for message in messages:
-        if message.role == "system":
+        if message.role == "system" or (is_english and _is_japanese(message.content)):
             continue
         speaker = name if message.role == "assistant" else user
         lines.append(f"{speaker}: {' '.join(message.content.split())}")

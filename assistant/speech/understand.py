@@ -46,17 +46,18 @@ _MAX_SPECULATIONS = 4
 
 @dataclass
 class _Timed:
-    """A job's result and when it really ran (in the worker thread)."""
+    """A job's result, when it was handed to the worker and when it really ran (in the worker thread)."""
 
     value: Any
     started_at: float
     ended_at: float
+    submitted_at: float = 0.0
 
 
-def _timed(fn: Callable[[np.ndarray], T], audio: np.ndarray) -> _Timed:
+def _timed(fn: Callable[[np.ndarray], T], audio: np.ndarray, submitted_at: float = 0.0) -> _Timed:
     started = now()
     value = fn(audio)
-    return _Timed(value=value, started_at=started, ended_at=now())
+    return _Timed(value=value, started_at=started, ended_at=now(), submitted_at=submitted_at or started)
 
 
 @dataclass
@@ -113,7 +114,7 @@ class UnderstandStage(Stage):
     # ------------------------------------------------------------------ jobs
 
     def _submit_asr(self, audio: np.ndarray) -> Future[_Timed]:
-        return self._asr_pool.submit(_timed, self.transcriber.transcribe, audio)
+        return self._asr_pool.submit(_timed, self.transcriber.transcribe, audio, now())
 
     def _submit_emotion(self, audio: np.ndarray) -> Future[_Timed] | None:
         if self.tagger is None:
@@ -188,6 +189,8 @@ class UnderstandStage(Stage):
         language = transcript.language or self.asr_cfg.language
         yield UserTranscript(turn_id=turn_id, text=transcript.text, language=language)
         yield timing(turn_id, "asr", asr.started_at, asr.ended_at)
+        if asr.started_at - asr.submitted_at > 0.001:  # the worker was busy (an earlier speculative job)
+            yield timing(turn_id, "asr_wait", asr.submitted_at, asr.started_at)
         emotion, emotion_timing = await self._emotion(turn_id, emotion_task)
         if emotion is not None:
             yield UserEmotion(turn_id=turn_id, label=emotion.label, score=round(emotion.score, 4),

@@ -416,6 +416,7 @@ const HANDLERS = {
   },
   notice(msg) { toast(msg.message); },
   error(msg) {
+    if (msg.code === "mic-busy" && mic.isOpen) stopMic(false);
     S.errors.push(msg);
     if (S.errors.length > 100) S.errors.shift();
     toast(msg.message, "error");

