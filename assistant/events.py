@@ -151,10 +151,12 @@ class AudioFrame(Event):
 
 @dataclass(frozen=True, slots=True)
 class InputEnded(Event):
-    """The audio or text source has nothing more to give (end of a WAV file, a closed page)."""
+    """The audio or text source has nothing more to give (end of a WAV file), or — with ``is_final``
+    False — a pause in it (the page's microphone switched off): open speech is finished either way."""
 
     type: ClassVar[str] = "input-ended"
     internal: ClassVar[bool] = True
+    is_final: bool = True
 
 
 @dataclass(frozen=True, slots=True)

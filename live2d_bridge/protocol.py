@@ -229,7 +229,7 @@ def page_event(message: PageMessage) -> Event | None:
     if kind == "mic-audio":
         return AudioFrame(samples=f["pcm"], sample_rate=MIC_SAMPLE_RATE, timestamp=now())
     if kind == "mic-end":
-        return InputEnded()
+        return InputEnded(is_final=False)
     if kind == "interrupt":
         return InterruptRequest()
     if kind == "set-persona":

@@ -363,7 +363,7 @@ class BridgeServer:
                 page.sender.cancel()
             if page.is_mic_open:
                 self._mic_page = None
-                self._deliver(InputEnded())
+                self._deliver(InputEnded(is_final=False))
             log.info("page from %s left (%d open)", connection.remote_address, len(self._pages))
 
     async def _send_loop(self, page: _Page) -> None:

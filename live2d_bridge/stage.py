@@ -15,9 +15,11 @@ from live2d_bridge.server import BridgeServer
 class BridgeStage(Stage):
     """Runs a :class:`BridgeServer` for the pipeline's lifetime and emits the pages' input as events."""
 
-    def __init__(self, server: BridgeServer) -> None:
+    def __init__(self, server: BridgeServer, ignore: tuple[type[Event], ...] = ()) -> None:
         super().__init__()
         self.server = server
+        #: Page messages the pipeline does not want (e.g. playback reports when its own output keeps time).
+        self.ignore = ignore
         server.on_input = self.on_input
 
     async def start(self, ctx: StageContext) -> None:
@@ -25,7 +27,8 @@ class BridgeStage(Stage):
         await self.server.start()
 
     def on_input(self, event: Event) -> None:
-        self.emit(event)
+        if not isinstance(event, self.ignore):
+            self.emit(event)
 
     async def stop(self) -> None:
         await self.server.stop()

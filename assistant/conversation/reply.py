@@ -140,6 +140,7 @@ class ReplyStage(Stage):
                            emotion_score=turn.emotion_score if turn.emotion else None)
         reply = _Reply(persona=persona.id)
         self._replies[turn.turn_id] = reply
+        yield Speaker(persona=persona.id, display_name=persona.display_name)
         if turn.emotion and turn.emotion != "neutral":
             name = persona.avatar.expressions.get(turn.emotion)
             if name:

@@ -327,7 +327,7 @@ class BedtimeStage(Stage):
             if turn_id is not None and not self.is_asleep and not isinstance(event, Error):
                 self._quiet_since = self._monotonic()  # a reply to the user just ended: the quiet starts now
             return []
-        if isinstance(event, InputEnded):
+        if isinstance(event, InputEnded) and event.is_final:
             self._input_ended.set()
         return []
 

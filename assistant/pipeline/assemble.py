@@ -25,6 +25,8 @@ from assistant.events import (
     Interrupted,
     Latency,
     Notice,
+    PlaybackFinished,
+    PlaybackStarted,
     Subtitle,
     TextInput,
     TurnDone,
@@ -198,7 +200,9 @@ class Conversation:
                                    base_dir=settings.config_dir, persona=self.persona_id, mode=self.mode,
                                    send_audio=settings.assistant.tts.send_audio_to_page)
         self.bus.subscribe(self.bridge.publish)
-        return BridgeStage(self.bridge)
+        # The output stage keeps the playback clock (also for the page, through a null sink); the page's own
+        # playback reports would count every sentence twice.
+        return BridgeStage(self.bridge, ignore=(PlaybackStarted, PlaybackFinished))
 
     def _source(self) -> Stage:
         from assistant.audio.sources import MicSource, PcmFeedSource, WavSource
