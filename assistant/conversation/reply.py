@@ -153,6 +153,8 @@ class ReplyStage(Stage):
                 yield produced
             speaker = self.personas.get(scripted.persona or persona.id, persona)
             reply.persona = speaker.id
+            if speaker.id != persona.id:
+                yield Speaker(persona=speaker.id, display_name=speaker.display_name)
             for line in scripted.lines:
                 yield self._subtitle(turn, reply, speaker, line, is_scripted=True)
             if not scripted.then_llm:
