@@ -49,8 +49,6 @@ class VadConfig(Strict):
     min_utterance_ms: Annotated[int, Field(ge=0, le=5000)] = 250
     #: A monologue longer than this is cut and transcribed.
     max_utterance_s: Annotated[float, Field(gt=1, le=120)] = 20.0
-    #: If the user speaks again within this window before the reply is audible, the parts merge into one turn.
-    merge_window_ms: Annotated[int, Field(ge=0, le=5000)] = 1500
 
 
 class AsrConfig(Strict):
