@@ -55,10 +55,11 @@ log = logging.getLogger(__name__)
 #: The stages reported, in the order they happen on a turn (the LatencyObserver's names).
 STAGES = ("end_of_speech", "asr_wait", "asr", "emotion", "prompt", "llm_first_token", "first_sentence",
           "tts_first_audio", "playback_start")
-#: Stages whose intervals make up the work on the critical path, besides the LLM up to its first sentence
-#: (playback_start is the pipeline's own: the output stage handing the first block to the sink).
-#: asr_wait: the ASR worker was still busy with an earlier (superseded) speculative job.
-WORK_STAGES = ("end_of_speech", "asr_wait", "asr", "emotion", "prompt", "tts_first_audio")
+#: Stages whose intervals make up the work on the critical path; the LLM counts up to its first sentence
+#: (first_sentence, which starts with the request). playback_start is the pipeline's own: the output stage
+#: handing the first block to the sink. asr_wait: the ASR worker was still busy with an earlier
+#: (superseded) speculative job.
+WORK_STAGES = ("end_of_speech", "asr_wait", "asr", "emotion", "prompt", "first_sentence", "tts_first_audio")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -146,28 +147,20 @@ class TurnTimeline:
         if self.decided_at is not None:
             out["end_of_speech"] = (0.0, self.rel(self.decided_at))
         for name in ("asr_wait", "asr", "emotion", "prompt", "llm_first_token", "first_sentence", "tts_first_audio"):
-            if name in self.intervals:
-                start, end = self.intervals[name]
-                out[name] = (self.rel(start), self.rel(end))
+            start_end = self.intervals.get(name)
+            if start_end is None and name == "first_sentence":
+                # The only sentence came when the stream ended (no sentence end before it): the whole stream.
+                start_end = self.intervals.get("llm_total")
+            if start_end is not None:
+                out[name] = (self.rel(start_end[0]), self.rel(start_end[1]))
         if self.first_audio_at is not None and self.first_play_at is not None:
             out["playback_start"] = (self.rel(self.first_audio_at), self.rel(self.first_play_at))
         return out
 
     def work_intervals(self) -> list[tuple[float, float]]:
-        """The stage work on the critical path, in ms from the end of speech (the LLM up to its first
-        sentence; when the first sentence came only with the end of the stream, up to that end)."""
+        """The stage work on the critical path, in ms from the end of speech."""
         spans = self.stage_intervals()
-        work = [spans[name] for name in WORK_STAGES if name in spans]
-        llm = spans.get("first_sentence") or self._llm_total()
-        if llm is not None:
-            work.append(llm)
-        return work
-
-    def _llm_total(self) -> tuple[float, float] | None:
-        if "llm_total" not in self.intervals:
-            return None
-        start, end = self.intervals["llm_total"]
-        return self.rel(start), self.rel(end)
+        return [spans[name] for name in WORK_STAGES if name in spans]
 
     @property
     def voice_to_voice_ms(self) -> float:
@@ -235,6 +228,12 @@ class TimelineRecorder:
     def ended(self, turn_id: int) -> asyncio.Event:
         return self._ended.setdefault(turn_id, asyncio.Event())
 
+    def forget_ended(self) -> None:
+        """Drop the turns that have ended (a long run keeps only what is in flight)."""
+        for turn_id in [t for t, e in self._ended.items() if e.is_set()]:
+            self.turns.pop(turn_id, None)
+            del self._ended[turn_id]
+
     def __call__(self, event: Event) -> None:
         turn_id = event.turn
         if turn_id is None:
@@ -301,7 +300,7 @@ def isolated(settings: Settings, data_dir: Path) -> Settings:
     return dataclasses.replace(settings, assistant=a.model_copy(update={"data_dir": str(data_dir), "memory": memory}))
 
 
-async def _one_turn(conversation: BenchConversation, recorder: TimelineRecorder, sample: Sample,
+async def play_turn(conversation: BenchConversation, recorder: TimelineRecorder, sample: Sample,
                     timeout: float) -> list[TurnTimeline]:
     """Play one sample and wait until every turn it opened has ended; the turns it opened."""
     before = set(recorder.turns)
@@ -336,12 +335,12 @@ async def run_bench(settings: Settings, options: BenchOptions,
         conversation.bus.subscribe(recorder)
         async with conversation:
             for index, sample in enumerate(turns(samples, warmup)):
-                await _one_turn(conversation, recorder, sample, options.turn_timeout_s)
+                await play_turn(conversation, recorder, sample, options.turn_timeout_s)
                 if progress is not None:
                     progress(-(warmup - index), options.turns, None)
             load_before = os.getloadavg()
             for index, sample in enumerate(turns(samples, options.turns)):
-                opened = await _one_turn(conversation, recorder, sample, options.turn_timeout_s)
+                opened = await play_turn(conversation, recorder, sample, options.turn_timeout_s)
                 done = [t for t in opened if t.is_measured]
                 skipped += [t for t in opened if not t.is_measured]
                 measured += done[-1:]

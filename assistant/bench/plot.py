@@ -56,12 +56,12 @@ def plot_waterfall(turn: dict[str, Any], path: Path, title: str | None = None) -
         shown = max(0.0, start)  # speculative ASR may start before the end of speech: draw from 0
         ax.barh(y, max(end - shown, v2v * 0.002), left=shown, color=COLORS[key], height=0.6)
         ax.text(end + v2v * 0.008, y, f"{end - start:.0f} ms", va="center", fontsize=8)
-    gaps = [(start, end - start) for start, end in turn.get("gaps_ms", [])]
+    gaps = [(start, max(end - start, v2v * 0.002)) for start, end in turn.get("gaps_ms", [])]
     y_gap = len(rows)
     ax.broken_barh(gaps, (y_gap - 0.3, 0.6), color="#db4b4b")
     ax.text(v2v * 1.008, y_gap, f"{turn['overhead_ms']:.1f} ms in all", va="center", fontsize=8)
     ax.axvline(v2v, color="black", linestyle="--", linewidth=1)
-    ax.text(v2v, -0.9, f" first audio played: {v2v:.0f} ms", fontsize=9, va="center")
+    ax.text(v2v, -0.9, f"first audio played: {v2v:.0f} ms ", fontsize=9, va="center", ha="right")
     ax.set_yticks(range(len(labels)), labels)
     ax.invert_yaxis()
     ax.set_xlim(0, v2v * 1.18)

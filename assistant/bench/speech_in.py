@@ -259,7 +259,7 @@ def bench_speech_to_transcript(model: str, language: str, audio: np.ndarray, rou
 def run_speech_in_bench(quick: bool = False) -> dict[str, Any]:
     """Every speech-in figure, as a dict (see :func:`to_markdown`)."""
     repeat = 1 if quick else 3
-    rounds = 1 if quick else 2
+    rounds = 1 if quick else 3
     english = _english(EN_SENTENCES)
     japanese = _japanese(JA_SENTENCES[:1] if quick else JA_SENTENCES)
     results: dict[str, Any] = {"load_before": os.getloadavg()[0]}

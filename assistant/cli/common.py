@@ -37,7 +37,11 @@ def print_turn(result: TurnResult, names: dict[str, str]) -> None:
     if result.heard:
         print(f"[turn {result.turn_id}] you{mood}: {result.heard}")
     if result.is_dropped:
-        print(f"[turn {result.turn_id}] (no reply: nothing to answer)")
+        for error in result.errors:  # e.g. speech recognition failed: say why, not "nothing to answer"
+            print(f"[turn {result.turn_id}] error: {error}")
+        if not result.errors:
+            print(f"[turn {result.turn_id}] (no reply: nothing to answer)")
+        sys.stdout.flush()
         return
     if result.sentences:
         name = names.get(result.persona, result.persona)

@@ -59,11 +59,13 @@ async def run(args: argparse.Namespace) -> int:
     options.start_engines = True
     async with Conversation(settings, options) as conversation:
         names = {p.id: p.display_name for p in settings.personas.values()}
+        shown: set[int] = set()
 
         def show(event: Event) -> None:
-            if isinstance(event, TurnDone | TurnDropped | Interrupted):
+            if isinstance(event, TurnDone | TurnDropped | Interrupted) and event.turn_id not in shown:
                 result = conversation.result(event.turn_id)
                 if result is not None:
+                    shown.add(event.turn_id)  # a turn may end in two ways at once (dropped, then cancelled)
                     print_turn(result, names)
 
         conversation.bus.subscribe(show)

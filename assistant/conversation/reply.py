@@ -171,20 +171,18 @@ class ReplyStage(Stage):
         log.info("turn %d prompt:\n%s", turn.turn_id, "\n".join(f"[{m.role}] {m.content}" for m in messages))
 
         stream = SpokenTextStream(self.rules.expression_tags, self.rules.max_sentence_chars, self.rules.max_reply_chars)
-        notices: list[str] = []
         requested = now()
         first_token_at: float | None = None
         first_sentence_at: float | None = None
-        pieces = self.router.stream(persona, messages, notify=notices.append,
+        # A fallback notice is shown at once, not with the fallback's first words (a small model may be slow).
+        pieces = self.router.stream(persona, messages,
+                                    notify=lambda message: self.emit(Notice(message=message, turn_id=turn.turn_id)),
                                     on_starting=lambda: self._say_starting(turn, reply, persona))
         try:
             async for piece in pieces:
                 if first_token_at is None:
                     first_token_at = now()
                     yield timing(turn.turn_id, "llm_first_token", requested, first_token_at)
-                for notice in notices:
-                    yield Notice(message=notice, turn_id=turn.turn_id)
-                notices.clear()
                 for item in stream.feed(piece):
                     produced = self._item(turn, reply, persona, item)
                     if produced is not None:
@@ -199,11 +197,12 @@ class ReplyStage(Stage):
             for item in stream.flush():
                 produced = self._item(turn, reply, persona, item)
                 if produced is not None:
+                    if isinstance(produced, Subtitle) and first_sentence_at is None:  # it ended without a stop
+                        first_sentence_at = now()
+                        yield timing(turn.turn_id, "first_sentence", requested, first_sentence_at)
                     yield produced
             yield timing(turn.turn_id, "llm_total", requested)
         except SaijinError as exc:
-            for notice in notices:
-                yield Notice(message=notice, turn_id=turn.turn_id)
             log.info("turn %d: %s", turn.turn_id, exc)
             yield Error(message=str(exc), turn_id=turn.turn_id, ends_turn=False)
             line = pick(persona.lines.get("engine_down", []))

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from assistant.config.schema import AsrConfig, BedtimeConfig, EmotionConfig
+from assistant.errors import SaijinError
 from assistant.events import (
     Error,
     Event,
@@ -100,7 +101,14 @@ class UnderstandStage(Stage):
                 log.debug("emotion model failed to load", exc_info=True)
                 log.warning("emotion tagging is off: %s", exc)
                 self.tagger = None
-        await asr_load
+        try:
+            await asr_load
+        except SaijinError as exc:
+            # DESIGN §7: a model that fails to load is reported and the assistant keeps running (typed input
+            # still works); every utterance tries the model again, so a repaired one is used without a restart.
+            log.debug("speech recognition model failed to load", exc_info=True)
+            log.warning("speech recognition is not available: %s", exc)
+            self.emit(Error(message=f"speech recognition is not available: {exc}"))
 
     async def stop(self) -> None:
         for speculation in self._speculations.values():
@@ -175,7 +183,8 @@ class UnderstandStage(Stage):
             log.exception("speech recognition failed on turn %d", turn_id)
             if emotion_task is not None:
                 emotion_task.cancel()
-            yield Error(message=f"speech recognition failed: {exc}", turn_id=turn_id)
+            # This stage ends the turn itself (TurnDropped), so the error does not cancel it as well.
+            yield Error(message=f"speech recognition failed: {exc}", turn_id=turn_id, ends_turn=False)
             yield TurnDropped(turn_id=turn_id, reason="speech recognition failed")
             return
         transcript: Transcript = asr.value

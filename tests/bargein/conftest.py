@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import json
 import re
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -182,24 +182,19 @@ def bargein_settings(config_dir: Path) -> Callable[..., Settings]:
 
 
 class Recorder:
-    """Everything published on a bus, each with the monotonic time it went out."""
+    """Everything published on a bus, and a way to wait for an event."""
 
     def __init__(self, bus: Bus) -> None:
         self.events: list[Event] = []
-        self.times: list[float] = []
         self._changed = asyncio.Event()
         bus.subscribe(self._add)
 
     def _add(self, event: Event) -> None:
         self.events.append(event)
-        self.times.append(now())
         self._changed.set()
 
     def of(self, kind: type[E], turn_id: int | None = None) -> list[E]:
         return [e for e in self.events if isinstance(e, kind) and (turn_id is None or e.turn == turn_id)]
-
-    def timed(self, kind: type[E]) -> list[tuple[float, E]]:
-        return [(t, e) for t, e in zip(self.times, self.events, strict=True) if isinstance(e, kind)]
 
     async def wait_for(self, kind: type[E], where: Callable[[E], bool] = lambda e: True,
                        timeout: float = 30.0) -> E:
@@ -247,7 +242,6 @@ class Microphone:
         self._speech: list[Spoken] = []
         self._position = 0  # samples of the current speech already fed
         self._echo = np.zeros(0, dtype=np.float32)
-        self.echo_fed = 0  # echo samples fed so far
         self._task: asyncio.Task[None] | None = None
 
     def say(self, samples: np.ndarray) -> Spoken:
@@ -289,7 +283,6 @@ class Microphone:
             take = min(CHUNK, len(self._echo))
             chunk[:take] += self._echo[:take]
             self._echo = self._echo[take:]
-            self.echo_fed += take
         return np.clip(chunk, -1.0, 1.0), onsets, ended
 
     async def run(self) -> None:
@@ -385,9 +378,6 @@ class Talk:
     sink: WavFileSink
     output: Path
 
-    def blocks(self, turn_id: int) -> list[Any]:
-        return [b for b in self.sink.blocks if b.turn_id == turn_id]
-
 
 def output_sink(conversation: Conversation) -> WavFileSink:
     from assistant.audio.output_stage import OutputStage
@@ -417,7 +407,7 @@ def talk(tmp_path: Path, peer: ScriptedPeer) -> Callable[..., contextlib.Abstrac
 
 
 @pytest.fixture(scope="session")
-def clips(speech_maker: SpeechMaker) -> Iterator[Callable[[str], Clip]]:
+def clips(speech_maker: SpeechMaker) -> Callable[[str], Clip]:
     """``clip(text)`` -> real English speech (Piper joe, 16 kHz), made once per text."""
     made: dict[str, Clip] = {}
 
@@ -426,4 +416,4 @@ def clips(speech_maker: SpeechMaker) -> Iterator[Callable[[str], Clip]]:
             made[text] = speech_maker.english(text)
         return made[text]
 
-    yield clip
+    return clip

@@ -1,13 +1,17 @@
 """Fixtures for the reliability tests: private configs whose data stays in tmp, the `saijin` command as a real
-process, a loopback OpenAI-compatible peer that streams a fixed (bad) reply, and spoken WAV samples."""
+process, a loopback OpenAI-compatible peer that streams a fixed (bad) reply, spoken WAV samples, and a page on
+the Live2D bridge's WebSocket."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +20,8 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from assistant.audio.resample import resample
 from assistant.audio.wavfile import write_wav
@@ -234,3 +240,67 @@ def keep_own_routing(config_dir: Path, profile: str = "cpu") -> None:
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     data.pop("routing", None)
     path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+
+
+# --------------------------------------------------------------------------------------------------
+# a page on the bridge
+# --------------------------------------------------------------------------------------------------
+
+CHUNK_S = 0.2  # a page sends its microphone in 200 ms chunks (well within the bridge's rate limit)
+
+
+class Page:
+    """A page on the bridge's WebSocket: reads everything the server sends into ``messages``."""
+
+    def __init__(self, ws: ClientConnection, name: str) -> None:
+        self.ws = ws
+        self.name = name
+        self.messages: list[dict[str, Any]] = []
+        self._arrived = asyncio.Event()
+        self.reader = asyncio.create_task(self._read(), name=f"page-{name}")
+
+    async def _read(self) -> None:
+        try:
+            async for raw in self.ws:
+                self.messages.append(json.loads(raw))
+                self._arrived.set()
+        except ConnectionClosed:
+            pass
+
+    async def wait_for(self, predicate: Any, timeout: float = 120, after: int = -1) -> dict[str, Any]:
+        """The first message (after index ``after``) that ``predicate`` accepts, waiting for it if needed."""
+        deadline = time.monotonic() + timeout
+        seen = after + 1
+        while True:
+            for message in self.messages[seen:]:
+                if predicate(message):
+                    return message
+            seen = len(self.messages)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"page {self.name}: nothing matching after {timeout} s; got "
+                                     f"{[m['type'] for m in self.messages][-30:]}")
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+
+    def of_type(self, kind: str, turn_id: int | None = None) -> list[dict[str, Any]]:
+        return [m for m in self.messages if m["type"] == kind and (turn_id is None or m.get("turn_id") == turn_id)]
+
+    async def speak(self, samples: np.ndarray) -> None:
+        """Stream audio into the microphone as 16 kHz PCM16 chunks."""
+        step = int(RATE * CHUNK_S)
+        for begin in range(0, len(samples), step):
+            pcm = (np.clip(samples[begin:begin + step], -1, 1) * 32767).astype("<i2").tobytes()
+            await self.ws.send(json.dumps({"type": "mic-audio", "pcm": base64.b64encode(pcm).decode()}))
+            await asyncio.sleep(CHUNK_S / 4)
+
+    def drop(self) -> None:
+        """The tab crashes or the network goes: the socket is gone without a closing handshake."""
+        self.ws.transport.abort()
+
+
+async def open_page(url: str, name: str) -> Page:
+    page = Page(await connect(url, max_size=None), name)
+    await page.wait_for(lambda m: m["type"] == "hello", timeout=30)
+    return page
