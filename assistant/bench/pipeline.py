@@ -329,7 +329,7 @@ async def run_bench(settings: Settings, options: BenchOptions,
         bench_settings = isolated(settings, Path(folder))
         conv_options = Options(persona=options.persona, input="feed", output="file", llm_url=options.llm_url,
                                llm_model=options.llm_model, events_path=options.events_path, is_realtime=True,
-                               use_memory=True)
+                               use_memory=True, start_engines=True)
         conversation = BenchConversation(bench_settings, conv_options)
         recorder = TimelineRecorder()
         conversation.bus.subscribe(recorder)
@@ -337,7 +337,7 @@ async def run_bench(settings: Settings, options: BenchOptions,
             for index, sample in enumerate(turns(samples, warmup)):
                 await play_turn(conversation, recorder, sample, options.turn_timeout_s)
                 if progress is not None:
-                    progress(-(warmup - index), options.turns, None)
+                    progress(-(index + 1), warmup, None)  # negative: a warm-up turn
             load_before = os.getloadavg()
             for index, sample in enumerate(turns(samples, options.turns)):
                 opened = await play_turn(conversation, recorder, sample, options.turn_timeout_s)

@@ -91,8 +91,8 @@ def print_report(summary: dict[str, Any]) -> None:
 
 
 def _progress(index: int, total: int, timeline: TurnTimeline | None) -> None:
-    if index <= 0:
-        print("warming up…", file=sys.stderr, flush=True)
+    if index < 0:
+        print(f"warm-up turn {-index}/{total} (not timed)", file=sys.stderr, flush=True)
         return
     result = f"{timeline.voice_to_voice_ms:.0f} ms voice to voice" if timeline is not None else "not measured"
     print(f"turn {index}/{total}: {result}", file=sys.stderr, flush=True)

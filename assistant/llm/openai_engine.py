@@ -89,15 +89,25 @@ class OpenAIEngine:
             ) from None
         except self._openai.OpenAIError as exc:
             raise self._unavailable(exc) from None
+        is_finished = False
         try:
             async for chunk in response:
                 if not chunk.choices:
                     continue
-                delta = chunk.choices[0].delta
-                if delta is not None and delta.content:
-                    yield delta.content
+                choice = chunk.choices[0]
+                if choice.delta is not None and choice.delta.content:
+                    yield choice.delta.content
+                if choice.finish_reason:
+                    is_finished = True
+            if not is_finished:
+                # The connection closed without the server saying the reply was complete (it died).
+                raise EngineUnavailable(
+                    f"the LLM at {self.location} stopped mid-reply (the connection closed) — {_hint(self.config.kind)}"
+                )
         except self._openai.OpenAIError as exc:
             raise self._unavailable(exc) from None
+        except EngineUnavailable:
+            raise
         except Exception as exc:  # the connection dropped mid-stream (httpx errors)
             raise EngineUnavailable(
                 f"the LLM at {self.location} stopped mid-reply ({_short(str(exc)) or type(exc).__name__}) — "

@@ -7,6 +7,7 @@ engine that comes back is used without a restart.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -18,6 +19,9 @@ from assistant.llm.engine import ChatEngine, ChatMessage
 
 log = logging.getLogger(__name__)
 
+#: How long a turn waits for a resident engine that is not up before the fallback answers.
+RESIDENT_WAIT_S = 2.0
+
 
 class EngineStarter(Protocol):
     """Starts on-demand engines (assistant.ops.manager.EngineManager implements it)."""
@@ -25,6 +29,8 @@ class EngineStarter(Protocol):
     async def ensure_ready(self, engine_name: str, on_starting: Callable[[], None] | None = None) -> None: ...
 
     def touch(self, engine_name: str) -> None: ...
+
+    def report_failure(self, engine_name: str) -> None: ...
 
 
 def make_engine(name: str, config: EngineConfig, base_dir: Path | None = None) -> ChatEngine:
@@ -56,6 +62,7 @@ class EngineRouter:
         self._starter = starter
         self._engines: dict[str, ChatEngine] = {}
         self._down: set[str] = set()
+        self._starting: dict[str, asyncio.Task[None]] = {}
 
     def engine(self, name: str) -> ChatEngine:
         if name not in self._engines:
@@ -71,12 +78,14 @@ class EngineRouter:
         """Yield the reply from the first engine that answers. ``notify`` hears fallback notices (once per
         outage); errors after the first token propagate, since the user has heard part of that reply."""
         failures: list[str] = []
-        for name in self.chain(persona):
+        chain = self.chain(persona)
+        for position, name in enumerate(chain):
             config = self.routing.engines[name]
             engine = self.engine(name)
             try:
                 if self._starter is not None:
-                    await self._starter.ensure_ready(name, on_starting)  # type: ignore[arg-type]
+                    has_fallback = position < len(chain) - 1
+                    await self._prepare(name, config, has_fallback, on_starting)
                 pieces = engine.stream(messages, config.generation)
                 try:
                     first = await anext(pieces)
@@ -85,6 +94,8 @@ class EngineRouter:
             except (EngineUnavailable, ModelMissing, SaijinError) as exc:
                 log.info("engine %s failed before its first token: %s", name, exc)
                 failures.append(str(exc))
+                if self._starter is not None:
+                    self._starter.report_failure(name)
                 if name not in self._down:
                     self._down.add(name)
                     if notify is not None and len(self.chain(persona)) > 1:
@@ -106,7 +117,28 @@ class EngineRouter:
         raise EngineUnavailable(failures[-1] if len(failures) == 1 else
                                 f"no engine answered: {' / '.join(failures)}")
 
+    async def _prepare(self, name: str, config: EngineConfig, has_fallback: bool,
+                       on_starting: Callable[[], Awaitable[None] | None] | None) -> None:
+        """Have the manager make the engine ready. An on-demand engine is waited for (the persona says its
+        「ちょっと待ってね」); a resident engine that is down is started in the background while the next
+        engine answers this turn, so nobody waits minutes for a model to load."""
+        assert self._starter is not None
+        if not (config.resident and has_fallback):
+            await self._starter.ensure_ready(name, on_starting)  # type: ignore[arg-type]
+            return
+        task = self._starting.get(name)
+        if task is None or task.done():
+            task = asyncio.ensure_future(self._starter.ensure_ready(name, None))
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: never "never retrieved"
+            self._starting[name] = task
+        done, _ = await asyncio.wait({task}, timeout=RESIDENT_WAIT_S)
+        if not done:
+            raise EngineUnavailable(f"{name} is starting; the next engine answers meanwhile")
+        task.result()
+
     async def aclose(self) -> None:
+        for task in self._starting.values():
+            task.cancel()
         for engine in self._engines.values():
             try:
                 await engine.aclose()

@@ -211,7 +211,8 @@ class Conversation:
         frame_ms = self.settings.assistant.vad.frame_ms
         if options.input == "file":
             assert options.input_path is not None
-            self.source = WavSource(options.input_path, realtime=options.is_realtime, frame_ms=frame_ms)
+            self.source = WavSource(options.input_path, realtime=options.is_realtime, frame_ms=frame_ms,
+                                    max_seconds=audio.max_file_input_s)
         elif options.input == "mic":
             self.source = MicSource(audio.input_device, frame_ms=frame_ms)
         else:

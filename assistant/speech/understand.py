@@ -198,7 +198,7 @@ class UnderstandStage(Stage):
         language = transcript.language or self.asr_cfg.language
         yield UserTranscript(turn_id=turn_id, text=transcript.text, language=language)
         yield timing(turn_id, "asr", asr.started_at, asr.ended_at)
-        if asr.started_at - asr.submitted_at > 0.001:  # the worker was busy (an earlier speculative job)
+        if asr.started_at - asr.submitted_at > 0.01:  # the worker was busy (an earlier speculative job)
             yield timing(turn_id, "asr_wait", asr.submitted_at, asr.started_at)
         emotion, emotion_timing = await self._emotion(turn_id, emotion_task)
         if emotion is not None:

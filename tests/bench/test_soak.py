@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ctypes
 import gc
 import json
 import os
@@ -71,9 +72,22 @@ async def _settle(conversation: BenchConversation) -> None:
 
 
 def _snapshot(process: psutil.Process) -> dict[str, Any]:
-    return {"rss_mb": round(process.memory_info().rss / 2**20, 1), "threads": _thread_kinds(),
-            "tasks": _task_kinds(), "fds": process.num_fds(),
-            "files": sorted(f.path for f in process.open_files())}
+    return {"rss_mb": _rss_mb(process), "threads": _thread_kinds(), "tasks": _task_kinds(),
+            "fds": process.num_fds(), "files": sorted(f.path for f in process.open_files()),
+            "python_objects": len(gc.get_objects())}
+
+
+def _rss_mb(process: psutil.Process) -> float:
+    return round(process.memory_info().rss / 2**20, 1)
+
+
+def _trimmed_rss_mb(process: psutil.Process) -> float | None:
+    """RSS after glibc hands freed heap back to the system: what is left is memory still in use."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        return None
+    return _rss_mb(process)
 
 
 async def test_soak_many_turns_stay_flat(config_dir: Path) -> None:
@@ -114,17 +128,20 @@ async def test_soak_many_turns_stay_flat(config_dir: Path) -> None:
                 baseline = _snapshot(process)
                 warm_at = time.monotonic()
             if (index + 1) % 25 == 0:
-                checkpoints.append((index + 1, round(process.memory_info().rss / 2**20, 1)))
+                checkpoints.append((index + 1, _rss_mb(process)))
         await _settle(conversation)
         final = _snapshot(process)
         ended = time.monotonic()
+        trimmed = _trimmed_rss_mb(process)  # after the measurement: a diagnostic, not part of the check
 
     growth = (final["rss_mb"] - baseline["rss_mb"]) / baseline["rss_mb"]
     report = {
         "turns": TURNS, "kinds": dict(counts), "warmup_turns": WARMUP, "max_tokens": MAX_TOKENS,
         "wall_s": round(ended - started, 1), "measured_s": round(ended - warm_at, 1),
         "s_per_turn": {kind: round(seconds[kind] / counts[kind], 2) for kind in counts},
-        "rss_mb": {"after_warmup": baseline["rss_mb"], "end": final["rss_mb"], "growth": round(growth, 4)},
+        "rss_mb": {"after_warmup": baseline["rss_mb"], "end": final["rss_mb"], "growth": round(growth, 4),
+                   "end_after_malloc_trim": trimmed},
+        "python_objects": {"after_warmup": baseline["python_objects"], "end": final["python_objects"]},
         "rss_checkpoints_mb": checkpoints,
         "threads": {"after_warmup": dict(baseline["threads"]), "end": dict(final["threads"])},
         "tasks": {"after_warmup": dict(baseline["tasks"]), "end": dict(final["tasks"])},

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from assistant.config import load_settings
-from assistant.events import Event, Notice, Subtitle
+from assistant.events import Event, Notice, StageTiming, Subtitle
 from assistant.memory.store import MemoryStore
 from assistant.pipeline.assemble import Conversation, Options
 from tests.fixtures.ops import tiny_vllm_engine, write_routing
@@ -67,9 +67,12 @@ async def test_engine_killed_mid_reply_falls_back_and_is_used_again_after_restar
     try:
         subtitles: list[tuple[float, Subtitle]] = []
         notices: list[tuple[float, Notice]] = []
+        first_token = asyncio.Event()
         conversation = Conversation(settings, Options(persona="yuuri", output="none"))
 
         def on_event(event: Event) -> None:
+            if isinstance(event, StageTiming) and event.stage == "llm_first_token":
+                first_token.set()
             if isinstance(event, Subtitle):
                 subtitles.append((time.monotonic(), event))
             elif isinstance(event, Notice):
@@ -82,10 +85,12 @@ async def test_engine_killed_mid_reply_falls_back_and_is_used_again_after_restar
 
             # 1. vLLM answers; kill -9 it while the reply streams.
             turn = asyncio.create_task(conversation.say("長いお話を聞かせてください。", timeout=180))
+            # The tiny model writes hundreds of tokens a second: kill at the first token, or the whole reply
+            # may already sit in the socket buffer (generated, sent, just not read yet) when the kill lands.
             deadline = time.monotonic() + 120
-            while len(subtitles) < 2 and not turn.done() and time.monotonic() < deadline:
-                await asyncio.sleep(0.01)
-            assert len(subtitles) >= 2, "vLLM never started answering"
+            while not first_token.is_set() and not turn.done() and time.monotonic() < deadline:
+                await asyncio.sleep(0.005)
+            assert first_token.is_set(), "vLLM never started answering"
             killed_at = time.monotonic()
             _kill_group(server)
             first = await turn
@@ -97,7 +102,7 @@ async def test_engine_killed_mid_reply_falls_back_and_is_used_again_after_restar
             assert apology[0][1].is_scripted
             assert len(first.errors) == 1 and str(port) in first.errors[0], first.errors
             assert not first.is_interrupted and not first.is_dropped
-            assert first.sentences[-1] in apologies and len(first.sentences) >= 3  # what was said stays
+            assert first.sentences[-1] in apologies  # the apology ends what was said (which stays)
 
             # 2. vLLM is down: the user is told at once, the embedded engine answers, and only once is it said.
             asked_at = time.monotonic()

@@ -142,6 +142,20 @@ def test_a_spoken_run_from_a_wav_connects_nowhere(tracer_works: None, quiet_conf
     assert not foreign, "the assistant reached out:\n" + "\n".join(map(str, foreign[:20]))
 
 
+def test_the_full_demo_connects_nowhere(tracer_works: None, quiet_config: Path, tmp_path: Path) -> None:
+    """`saijin demo` — models prepared, both sample turns spoken, the bridge up — reaches no address at all
+    (its engine is embedded; its bridge only listens)."""
+    trace, out = tmp_path / "trace.txt", tmp_path / "demo-out"
+    argv = saijin_argv("demo", "--config", str(quiet_config), "--out", str(out))
+    proc = subprocess.run(traced(argv, trace), capture_output=True, text=True, timeout=900, cwd=ROOT,
+                          env=hub_allowed_env(), stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "voice to voice" in proc.stdout and "avatar page" in proc.stdout, proc.stdout[-3000:]
+    assert list(out.glob("turn-*.wav")), proc.stdout[-3000:]
+    foreign = unexpected(network_connections(trace), engine_ports(quiet_config))
+    assert not foreign, "the demo reached out:\n" + "\n".join(map(str, foreign[:20]))
+
+
 def _child_of(pid: int, timeout: float = 30) -> int:
     """The process strace started (its only child)."""
     deadline = time.monotonic() + timeout
