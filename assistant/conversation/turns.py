@@ -69,7 +69,6 @@ class _BargeIn:
 
     onset: float
     is_paused: bool = False
-    is_confirmed: bool = False
     timer: asyncio.Task[None] | None = None
 
 
@@ -237,15 +236,12 @@ class TurnController(Stage):
         return [UserSpeechStarted(turn_id=turn_id, onset=event.onset), self._set_state("listening")]
 
     def _on_voice_ended(self, event: VoiceEnded) -> list[Event | None]:
-        if self._barge is not None:
-            barge, self._barge = self._barge, None
-            if barge.timer is not None:
-                barge.timer.cancel()
-            if not barge.is_confirmed:
-                if event.speech_end - barge.onset < self.min_speech_s:
-                    return [OutputResume()]
-                # Long enough after all (the timer had not fired yet): interrupt and take the turn.
-                self._cancel_active("barge-in")
+        barge = self._take_barge()
+        if barge is not None:
+            if event.speech_end - barge.onset < self.min_speech_s:
+                return [OutputResume()]  # a backchannel or a cough: the reply goes on
+            # Long enough after all (it ended before the timer fired): interrupt and take the turn.
+            self._cancel_active("barge-in")
             self._utterance = _Utterance(turn_id=self._new_turn(), onset=barge.onset)
             started: list[Event | None] = [UserSpeechStarted(turn_id=self._utterance.turn_id, onset=barge.onset)]
             return started + self._finish_utterance(event)
@@ -274,22 +270,21 @@ class TurnController(Stage):
                     self.emit(produced)
 
     def _confirm_barge_in(self) -> list[Event | None]:
-        barge = self._barge
-        if barge is None or barge.is_confirmed:
+        """The speech over the reply lasted long enough: cancel the reply; the speech opens the next turn."""
+        barge = self._take_barge()
+        if barge is None:
             return []
-        barge.is_confirmed = True
-        turn = self.active_turn
-        log.info("barge-in: the user spoke over turn %s", turn)
+        log.info("barge-in: the user spoke over turn %s", self.active_turn)
         self._cancel_active("barge-in")
-        # The barging speech becomes the next turn; its UserSpeechStarted goes out now.
-        self._barge = None
         self._utterance = _Utterance(turn_id=self._new_turn(), onset=barge.onset)
         return [UserSpeechStarted(turn_id=self._utterance.turn_id, onset=barge.onset), self._set_state("listening")]
 
     def _resume_output(self) -> list[Event | None]:
+        return [OutputResume()] if self._take_barge() is not None else []
+
+    def _take_barge(self) -> _BargeIn | None:
+        """End the pending barge-in (its timer too) and return it."""
         barge, self._barge = self._barge, None
-        if barge is not None and barge.timer is not None:
+        if barge is not None and barge.timer is not None and barge.timer is not asyncio.current_task():
             barge.timer.cancel()
-        if barge is not None and barge.is_confirmed:
-            return []
-        return [OutputResume()]
+        return barge
