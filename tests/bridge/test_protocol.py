@@ -53,7 +53,7 @@ def test_each_page_message_becomes_its_event() -> None:
     tone = np.sin(np.arange(640) / 16000 * 2 * np.pi * 440).astype(np.float32) * 0.5
     cases = [
         ({"type": "text-input", "text": "  こんばんは "}, TextInput(text="こんばんは")),
-        ({"type": "mic-end"}, InputEnded()),
+        ({"type": "mic-end"}, InputEnded(is_final=False)),
         ({"type": "interrupt"}, InterruptRequest()),
         ({"type": "set-persona", "persona": "miyu"}, SetPersona(persona="miyu")),
         ({"type": "set-mode", "value": "bedtime"}, SetMode(value="bedtime")),
