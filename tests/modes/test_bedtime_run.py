@@ -4,40 +4,21 @@ than the same run in normal mode (issue 7, done-when), through the real command.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from assistant.audio.wavfile import read_wav
+from tests.fixtures.core import english_piper_setup, saijin
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _english_only(config_dir: Path) -> None:
-    """Piper speaks the replies (fast here); Whisper tiny.en hears; the embedded model answers briefly."""
-    for persona in ("yuuri", "miyu"):
-        path = config_dir / "personas" / f"{persona}.yaml"
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        data["voice"].update({"backend": "piper", "voice": "offline:joe-us"})
-        data["alt_voices"] = {}
-        path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    profile = config_dir / "profiles" / "cpu.yaml"
-    overlay = yaml.safe_load(profile.read_text(encoding="utf-8"))
-    overlay["assistant"]["asr"].update({"model": "offline:whisper-tiny.en", "language": "en"})
-    overlay.setdefault("routing", {})["engines"] = {"AI_2": {"generation": {"max_tokens": 40, "temperature": 0.0}}}
-    profile.write_text(yaml.safe_dump(overlay, allow_unicode=True), encoding="utf-8")
 
 
 def _run(mode: str, source: Path, tmp_path: Path, config_dir: Path) -> tuple[np.ndarray, str]:
     out, events = tmp_path / f"{mode}.wav", tmp_path / f"{mode}.jsonl"
-    proc = subprocess.run([sys.executable, "-m", "assistant", "run", "--mode", mode, "--input", str(source),
-                           "--output", str(out), "--events", str(events), "--config", str(config_dir),
-                           "--profile", "cpu"], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    proc = saijin("run", "--mode", mode, "--input", str(source), "--output", str(out), "--events", str(events),
+                  "--config", str(config_dir), "--profile", "cpu")
     assert proc.returncode == 0, proc.stderr[-2000:]
     logged = [json.loads(line) for line in events.read_text(encoding="utf-8").splitlines()]
     spoken = "".join(e["text"] for e in logged if e["type"] == "subtitle")
@@ -54,7 +35,7 @@ def _speech_rms(samples: np.ndarray) -> float:
 
 def test_bedtime_reply_is_slower_and_quieter(speech_maker, tmp_path: Path, config_dir: Path) -> None:
     pytest.importorskip("llama_cpp")
-    _english_only(config_dir)
+    english_piper_setup(config_dir)
     clip = speech_maker.english("Good evening. I had a really long day today.")
     source = speech_maker.compose(0.8, clip, 1.5).write(tmp_path / "in.wav")
     normal, normal_text = _run("normal", source, tmp_path, config_dir)
