@@ -84,7 +84,9 @@ class UnderstandStage(Stage):
         self.emotion_cfg = emotion_cfg
         self.bedtime_cfg = bedtime_cfg
         self.guard = HallucinationGuard.from_config(asr_cfg)
-        self._asr_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr")
+        # Two threads (the Whisper model has two workers): the final transcription never queues behind a
+        # speculative one that the user's resumed speech made stale.
+        self._asr_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="asr")
         self._emotion_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emotion")
         self._speculations: collections.OrderedDict[int, _Speculation] = collections.OrderedDict()
         #: How many utterances were answered from a speculative transcript (for tests and benchmarks).

@@ -73,8 +73,10 @@ class WhisperTranscriber:
                                    f"fix the path or use a model name")
             device, compute_type = pick_device(self.device, self.compute_type)
             try:
+                # Two workers: a speculative transcription that turned out stale (the user went on
+                # speaking) runs to its end beside the final one instead of in front of it.
                 self._model = WhisperModel(source, device=device, compute_type=compute_type,
-                                           cpu_threads=self.cpu_threads)
+                                           cpu_threads=self.cpu_threads, num_workers=2)
             except Exception as exc:
                 log.debug("loading Whisper %s failed", source, exc_info=True)
                 reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
