@@ -52,6 +52,9 @@ log = logging.getLogger(__name__)
 
 #: text: typed only; mic; browser (the page's microphone through the bridge); file (a WAV);
 #: feed (audio handed to ``Conversation.hear`` by the demo, the bench and tests).
+#: How many turns' results a conversation keeps (memory holds the history; these are for the caller).
+KEEP_RESULTS = 256
+
 InputKind = Literal["text", "mic", "browser", "file", "feed"]
 OutputKind = Literal["none", "speaker", "browser", "file"]
 
@@ -325,6 +328,15 @@ class Conversation:
         await asyncio.wait_for(self._turn_finished(turn_id).wait(), timeout)
         return self._results[turn_id]
 
+    def _forget_old_results(self, keep: int = KEEP_RESULTS) -> None:
+        """A long-running conversation keeps the results of its recent turns only (finished ones go first)."""
+        if len(self._results) <= keep:
+            return
+        for old in sorted(self._results)[: len(self._results) - keep]:
+            if self._finished[old].is_set():
+                del self._results[old]
+                del self._finished[old]
+
     def _turn_finished(self, turn_id: int) -> asyncio.Event:
         return self._finished.setdefault(turn_id, asyncio.Event())
 
@@ -344,6 +356,7 @@ class Conversation:
             result = self._results[turn_id] = TurnResult(turn_id=turn_id)
             self._turn_finished(turn_id)
             self._new_turn.set()
+            self._forget_old_results()
         if isinstance(event, UserTranscript):
             result.heard = event.text
             self._new_turn.set()
