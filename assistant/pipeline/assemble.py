@@ -44,9 +44,11 @@ from assistant.pipeline.stage import Stage
 from assistant.state import AppState
 
 if TYPE_CHECKING:
+    from assistant.audio.sinks import AudioSink
     from assistant.memory.conversation import PersonaMemory
     from assistant.memory.store import Turn
     from assistant.ops.manager import EngineManager
+    from live2d_bridge.server import BridgeServer
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +113,7 @@ class Conversation:
         self.manager: EngineManager | None = None
         self.router = self._router()
         self.memory: PersonaMemory | None = self._memory() if options.use_memory else None
-        self.bridge: object | None = None
+        self.bridge: BridgeServer | None = None
         self.source: Stage | None = None
         self._closers: list[Callable[[], object]] = []
         self.latency = LatencyObserver(self.bus.publish, settings.data_dir / "latency.jsonl")
@@ -258,7 +260,7 @@ class Conversation:
         a = self.settings.assistant
         return UnderstandStage(make_transcriber(a.asr), make_emotion_tagger(a.emotion), a.asr, a.emotion, a.bedtime)
 
-    def _sink(self) -> object:
+    def _sink(self) -> AudioSink:
         from assistant.audio.sinks import NullSink, SpeakerSink, WavFileSink
 
         options = self.options
