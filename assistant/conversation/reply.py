@@ -202,6 +202,10 @@ class ReplyStage(Stage):
                         yield timing(turn.turn_id, "first_sentence", requested, first_sentence_at)
                     yield produced
             yield timing(turn.turn_id, "llm_total", requested)
+            if not reply.sentences:
+                # Nothing speakable came back (an empty reply, or only markup and symbols): say so, quietly.
+                yield Notice(message=f"{persona.display_name}'s engine answered nothing that can be spoken",
+                             turn_id=turn.turn_id)
         except SaijinError as exc:
             log.info("turn %d: %s", turn.turn_id, exc)
             yield Error(message=str(exc), turn_id=turn.turn_id, ends_turn=False)

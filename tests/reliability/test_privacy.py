@@ -221,8 +221,8 @@ def test_chat_with_a_vllm_engine_connects_only_to_that_engine(tracer_works: None
                        vllm_server.model, "--config", str(quiet_config), "--profile", "cpu")
     proc = subprocess.run(traced(argv, trace), capture_output=True, text=True, timeout=300, cwd=ROOT,
                           env=hub_allowed_env())
+    # (The tiny random model's reply may clean to nothing speakable; what counts here is where it connected.)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.strip()
     connections = network_connections(trace)
     assert any(c.port == vllm_server.port for c in connections), "the engine was never reached: is strace blind?"
     foreign = unexpected(connections, {vllm_server.port})
