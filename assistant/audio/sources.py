@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -59,20 +60,26 @@ class WavSource(Stage):
     async def run(self) -> None:
         if self.samples is None:
             raise BadInputError(f"{self.path}: the source was not started")
-        samples, step = self.samples, self.frame_len
-        started = now()
-        for begin in range(0, len(samples), step):
-            block = samples[begin:begin + step]
-            if self.is_realtime:
-                heard_at = started + (begin + len(block)) / TARGET_RATE
-                delay = heard_at - now()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            else:
-                await asyncio.sleep(0)  # let the rest of the pipeline breathe
-                heard_at = now()
-            self.emit(AudioFrame(samples=block, sample_rate=TARGET_RATE, timestamp=heard_at))
+        async for frame in paced_frames(self.samples, self.frame_len, self.is_realtime):
+            self.emit(frame)
         self.emit(InputEnded())
+
+
+async def paced_frames(samples: np.ndarray, frame_len: int, is_realtime: bool) -> AsyncIterator[AudioFrame]:
+    """16 kHz samples as frames, like a microphone: each stamped with when its last sample is heard (paced
+    in real time), or as fast as the pipeline takes them."""
+    started = now()
+    for begin in range(0, len(samples), frame_len):
+        block = samples[begin:begin + frame_len]
+        if is_realtime:
+            heard_at = started + (begin + len(block)) / TARGET_RATE
+            delay = heard_at - now()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        else:
+            await asyncio.sleep(0)  # let the rest of the pipeline breathe
+            heard_at = now()
+        yield AudioFrame(samples=block, sample_rate=TARGET_RATE, timestamp=heard_at)
 
 
 class _Framer:

@@ -29,12 +29,12 @@ from typing import Any
 import numpy as np
 
 from assistant.audio.resample import TARGET_RATE
+from assistant.audio.sources import paced_frames
 from assistant.bench.samples import Sample, sample_utterances, turns
 from assistant.config.loader import Settings
 from assistant.errors import SaijinError
 from assistant.events import (
     Audio,
-    AudioFrame,
     Event,
     Interrupted,
     PlaybackStarted,
@@ -78,18 +78,8 @@ class TurnFeed(Stage):
         self.is_realtime = realtime
 
     async def play(self, samples: np.ndarray) -> None:
-        started = now()
-        for begin in range(0, len(samples), self.frame_len):
-            block = samples[begin:begin + self.frame_len]
-            if self.is_realtime:
-                due = started + (begin + len(block)) / TARGET_RATE
-                delay = due - now()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            else:
-                await asyncio.sleep(0)  # as fast as the pipeline takes it
-                due = now()
-            self.emit(AudioFrame(samples=block, sample_rate=TARGET_RATE, timestamp=due))
+        async for frame in paced_frames(samples, self.frame_len, self.is_realtime):
+            self.emit(frame)
 
 
 class BenchConversation(Conversation):
