@@ -1,0 +1,124 @@
+"""CPU thread budgets per pipeline stage, sized to the machine, and the knobs that apply them.
+
+On a small CPU the stages overlap: Kokoro or Piper synthesises sentence 1 while the LLM writes sentence 2,
+emotion tagging runs beside speech recognition. Every native library (llama.cpp, CTranslate2, onnxruntime,
+torch) would otherwise start one thread per core and spin-wait on them, so two stages starve each other.
+`cpu_threads(stage)` gives each stage its share; `onnx_session_options` and `configure_torch` apply it.
+
+Override any budget with an environment variable: ``SAIJIN_THREADS_ASR=2`` (also ``_LLM``, ``_TTS``,
+``_EMOTION``); ``SAIJIN_CPUS=4`` pretends the machine has that many usable cores (for testing budgets).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+STAGES = ("asr", "llm", "tts", "emotion")
+_ENV_PREFIX = "SAIJIN_THREADS_"
+
+
+def available_cpus() -> int:
+    """Cores this process may run on (its affinity mask, so containers and `taskset` are respected)."""
+    forced = _env_int("SAIJIN_CPUS")
+    if forced:
+        return forced
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def cpu_threads(stage: str) -> int:
+    """Threads the given stage ("asr", "llm", "tts" or "emotion") may use on this machine.
+
+    - asr: all cores (one Whisper decode at a time; the user is waiting on nothing else then);
+    - llm: all cores on 1-2 cores (token speed is the critical path), else all but the TTS share;
+    - tts: one thread on up to 4 cores, then a quarter of them (at most 4): it overlaps the LLM;
+    - emotion: one thread (tiny models, runs beside ASR).
+    """
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r} — use one of {', '.join(STAGES)}")
+    override = _env_int(_ENV_PREFIX + stage.upper())
+    if override:
+        return override
+    return _budget(stage, available_cpus())
+
+
+def budgets() -> dict[str, int]:
+    """Every stage's budget (for logs, `saijin doctor` and the bench's machine line)."""
+    return {stage: cpu_threads(stage) for stage in STAGES}
+
+
+def _budget(stage: str, cores: int) -> int:
+    tts = 1 if cores <= 4 else min(4, cores // 4)
+    if stage == "asr":
+        return min(cores, 8)
+    if stage == "llm":
+        return cores if cores <= 2 else max(1, cores - tts)
+    if stage == "tts":
+        return tts
+    return 1
+
+
+def _env_int(name: str) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return 0
+    try:
+        value = int(raw)
+    except ValueError:
+        log.warning("%s=%r is not a whole number of threads; ignored", name, raw)
+        return 0
+    return max(0, value)
+
+
+def prefer_passive_waiting() -> None:
+    """Ask OpenMP runtimes (torch, CTranslate2) to sleep rather than spin when idle.
+
+    Takes effect only for runtimes loaded after the call; an explicit OMP_WAIT_POLICY is kept.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def onnx_session_options(stage: str, ort: Any | None = None) -> Any:
+    """onnxruntime SessionOptions for `stage`: its thread budget, sequential, no spin-waiting pools."""
+    if ort is None:
+        import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = cpu_threads(stage)
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return options
+
+
+def configure_torch(stage: str) -> int:
+    """Set torch's intra-op threads to `stage`'s budget (process-wide) and inter-op to 1 when still allowed.
+
+    Returns the thread count set. torch keeps one setting per process: the last stage to call wins, so
+    callers call this right before they load or run their model.
+    """
+    import torch
+
+    threads = cpu_threads(stage)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    try:
+        if torch.get_num_interop_threads() != 1:
+            torch.set_num_interop_threads(1)
+    except RuntimeError:  # only settable before the first inter-op work; harmless afterwards
+        pass
+    return threads
+
+
+def thread_count() -> int:
+    """Threads this process runs right now (Linux /proc/self/task; 0 where that is not available)."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 0
