@@ -54,14 +54,18 @@ class KillResult:
 
 
 def run_and_kill(argv: Sequence[str], *, kill_after_s: float, parse_ack: Callable[[str], int | None] = parse_turn_ack,
-                 after_first_ack: bool = False, env: dict[str, str] | None = None, cwd: str | Path | None = None,
-                 stdin_text: str | None = None, kill_group: bool = False, timeout_s: float = 120.0) -> KillResult:
-    """Start ``argv``, SIGKILL it ``kill_after_s`` seconds after it starts (or after its first acknowledgement).
+                 after_first_ack: bool = False, after_acks: int = 0, env: dict[str, str] | None = None,
+                 cwd: str | Path | None = None, stdin_text: str | None = None, kill_group: bool = False,
+                 timeout_s: float = 120.0) -> KillResult:
+    """Start ``argv``, SIGKILL it ``kill_after_s`` seconds after it starts, or after its ``after_acks``-th
+    acknowledgement (``after_first_ack`` is ``after_acks=1``), however long the process takes to get there
+    (up to ``timeout_s``): on a slow machine the kill still lands after that many acknowledgements.
 
     Every stdout line that ``parse_ack`` turns into an id counts as acknowledged; lines written before the
     kill are still read from the pipe afterwards. ``kill_group`` kills the process's whole group (it runs
     in a new session then). If the process exits on its own first, nothing is killed.
     """
+    wanted_acks = max(after_acks, 1 if after_first_ack else 0)
     process = subprocess.Popen(
         list(argv), stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace",
@@ -69,7 +73,7 @@ def run_and_kill(argv: Sequence[str], *, kill_after_s: float, parse_ack: Callabl
     started = time.monotonic()
     acknowledged: list[int] = []
     lines: list[str] = []
-    first_ack = threading.Event()
+    enough_acks = threading.Event()
     stderr_parts: list[str] = []
 
     def read_stdout() -> None:
@@ -79,8 +83,9 @@ def run_and_kill(argv: Sequence[str], *, kill_after_s: float, parse_ack: Callabl
             ack = parse_ack(line.strip())
             if ack is not None:
                 acknowledged.append(ack)
-                first_ack.set()
-        first_ack.set()  # EOF: stop waiting for one
+                if len(acknowledged) >= wanted_acks:
+                    enough_acks.set()
+        enough_acks.set()  # EOF: stop waiting for more
 
     def read_stderr() -> None:
         assert process.stderr is not None
@@ -96,9 +101,9 @@ def run_and_kill(argv: Sequence[str], *, kill_after_s: float, parse_ack: Callabl
             process.stdin.flush()
         except BrokenPipeError:
             pass
-    if after_first_ack:
-        first_ack.wait(timeout_s)
-    deadline = (time.monotonic() if after_first_ack else started) + kill_after_s
+    if wanted_acks:
+        enough_acks.wait(timeout_s)
+    deadline = (time.monotonic() if wanted_acks else started) + kill_after_s
     was_killed = False
     try:
         process.wait(timeout=max(0.0, deadline - time.monotonic()))
