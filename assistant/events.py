@@ -26,6 +26,13 @@ def now() -> float:
     return time.monotonic()
 
 
+def _internal(default: Any = None, factory: Any = None) -> Any:
+    """A field for the stages only: never in JSON (the page and the events log do not see it)."""
+    if factory is not None:
+        return field(default_factory=factory, metadata={"internal": True}, compare=False)
+    return field(default=default, metadata={"internal": True}, compare=False)
+
+
 def _audio_field(json_name: str) -> Any:
     """A numpy audio field; in JSON it is base64 WAV under ``json_name`` (omitted unless asked for)."""
     return field(default_factory=lambda: np.zeros(0, dtype=np.float32), metadata={"audio_json": json_name},
@@ -166,11 +173,14 @@ class VoiceStarted(Event):
     type: ClassVar[str] = "voice-started"
     internal: ClassVar[bool] = True
     onset: float
+    #: The VAD's number for this voiced segment (counted from 1 in one stream).
+    segment_id: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class VoicePaused(Event):
-    """Silence began after speech at ``pause_start``; ``audio`` is the utterance so far (for speculative ASR)."""
+    """Silence began after speech at ``pause_start``; ``audio`` is the segment so far (for speculative ASR).
+    ``pause_id`` names this pause, so that an end-of-turn hint can say which pause it was made for."""
 
     type: ClassVar[str] = "voice-paused"
     internal: ClassVar[bool] = True
@@ -178,6 +188,8 @@ class VoicePaused(Event):
     pause_start: float
     sample_rate: int = 16000
     audio: np.ndarray = _audio_field("wav")
+    segment_id: int = 0
+    pause_id: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +200,7 @@ class VoiceResumed(Event):
     internal: ClassVar[bool] = True
     onset: float
     at: float
+    segment_id: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +216,7 @@ class VoiceEnded(Event):
     audio: np.ndarray = _audio_field("wav")
     #: True when the segment was cut at the maximum utterance length (the speaker may still be talking).
     is_cut: bool = False
+    segment_id: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +227,20 @@ class VoiceDropped(Event):
     internal: ClassVar[bool] = True
     onset: float
     speech_end: float
+    segment_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class EndOfTurnHint(Event):
+    """How long the silence after pause ``pause_id`` must last before the VAD ends its segment, decided from
+    what was said so far (short after a finished sentence, long after 「〜けど」 or "and")."""
+
+    type: ClassVar[str] = "end-of-turn-hint"
+    internal: ClassVar[bool] = True
+    pause_id: int
+    hangover_ms: int
+    #: complete, unfinished or unclear: what the words so far sounded like.
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +254,11 @@ class UserSpeechStarted(Event):
 
 @dataclass(frozen=True, slots=True)
 class UserSpeechEnded(Event):
-    """One finished utterance: its audio and when speech really ended (not when the VAD decided)."""
+    """One finished utterance: its audio and when speech really ended (not when the VAD decided).
+
+    A turn may hold several voice segments (the user went on before the reply was heard): ``audio`` is all
+    of them, ``segment_ids`` names them in order and ``segment_starts`` says where each begins in ``audio``.
+    Each segment is recognised on its own, and the turn's text is their texts joined."""
 
     type: ClassVar[str] = "user-speech-ended"
     turn_id: int
@@ -235,6 +267,10 @@ class UserSpeechEnded(Event):
     decided_at: float = 0.0
     sample_rate: int = 16000
     audio: np.ndarray = _audio_field("wav")
+    segment_ids: tuple[int, ...] = _internal(())
+    segment_starts: tuple[int, ...] = _internal(())
+    #: The earlier turn this one continues (cancelled and merged into this one), if any.
+    merged_from: int | None = _internal(None)
 
     @property
     def duration_s(self) -> float:
@@ -243,7 +279,7 @@ class UserSpeechEnded(Event):
 
 @dataclass(frozen=True, slots=True)
 class UserSpeechPaused(Event):
-    """The user paused inside a turn: the audio so far, for a speculative transcript."""
+    """The user paused inside a turn: the current segment's audio so far, to recognise it at once."""
 
     type: ClassVar[str] = "user-speech-paused"
     internal: ClassVar[bool] = True
@@ -251,6 +287,26 @@ class UserSpeechPaused(Event):
     pause_start: float
     sample_rate: int = 16000
     audio: np.ndarray = _audio_field("wav")
+    segment_id: int = 0
+    pause_id: int = 0
+    #: The segment said before this one in the same turn (its text prompts the recogniser), if any.
+    previous_segment: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentTranscript(Event):
+    """One voice segment recognised (at its pause, or at its end): the turn controller judges from it whether
+    the user has finished, and joins it into the turn's text."""
+
+    type: ClassVar[str] = "segment-transcript"
+    internal: ClassVar[bool] = True
+    segment_id: int
+    text: str
+    language: str
+    #: The pause the audio ran up to (0: the segment's end).
+    pause_id: int = 0
+    #: Whether the hallucination guard let it through (a rejected segment has empty text).
+    is_speech: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,6 +352,9 @@ class UserTurnReady(Event):
     emotion: str | None = None
     emotion_score: float = 0.0
     speech_end: float | None = None
+    #: The earlier turn this one continues, and the text of each voice segment (in order).
+    merged_from: int | None = None
+    parts: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------------------------------

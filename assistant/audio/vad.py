@@ -26,6 +26,7 @@ from assistant.audio.resample import TARGET_RATE, StreamResampler
 from assistant.config.schema import BargeInConfig, BedtimeConfig, VadConfig
 from assistant.events import (
     AudioFrame,
+    EndOfTurnHint,
     Event,
     InputEnded,
     Interrupted,
@@ -51,6 +52,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class SegmentStart:
     onset: int
+    segment_id: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,12 +60,15 @@ class SegmentPause:
     onset: int
     pause_start: int
     audio: np.ndarray = field(repr=False)
+    segment_id: int = 0
+    pause_id: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class SegmentResume:
     onset: int
     at: int
+    segment_id: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,12 +82,14 @@ class SegmentEnd:
     audio_start: int
     audio: np.ndarray = field(repr=False)
     is_cut: bool = False
+    segment_id: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class SegmentDrop:
     onset: int
     speech_end: int
+    segment_id: int = 0
 
 
 Segment = SegmentStart | SegmentPause | SegmentResume | SegmentEnd | SegmentDrop
@@ -102,7 +109,8 @@ class Segmenter:
 
     def __init__(self, frame_ms: int = 20, aggressiveness: int = 2, start_ms: int = 60, hangover_ms: int = 300,
                  preroll_ms: int = 300, min_utterance_ms: int = 250, max_utterance_s: float = 20.0,
-                 tail_ms: int = 100, rms_gate: float = 0.0, sample_rate: int = TARGET_RATE) -> None:
+                 tail_ms: int = 100, rms_gate: float = 0.0, sample_rate: int = TARGET_RATE,
+                 words_wait_ms: int | None = None) -> None:
         import webrtcvad
 
         if frame_ms not in (10, 20, 30):
@@ -117,6 +125,13 @@ class Segmenter:
         self.start_frames = max(1, math.ceil(start_ms / frame_ms))
         self.hangover_len = max(self.frame_len, sample_rate * hangover_ms // 1000)
         self.tail_len = min(sample_rate * tail_ms // 1000, self.hangover_len - self.frame_len)
+        #: Adaptive end of turn: after a pause the segment stays open until a hint (``apply_hint``) says how
+        #: long the silence must be, or this long at most. None: ``hangover_len`` always.
+        self.words_wait_len = None if words_wait_ms is None else max(self.hangover_len,
+                                                                      sample_rate * words_wait_ms // 1000)
+        self._needed_silence = self.hangover_len
+        self.segment_id = 0  # the open (or last) segment's number
+        self.pause_id = 0    # the last pause's number (unique in the stream)
         self.preroll_frames = max(0, math.ceil(preroll_ms / frame_ms))
         self.min_speech = sample_rate * min_utterance_ms // 1000
         self.max_len = int(sample_rate * max_utterance_s)
@@ -168,6 +183,16 @@ class Segmenter:
         self._pending = data[count * self.frame_len:].copy()
         return out
 
+    def apply_hint(self, pause_id: int, hangover_ms: int) -> list[Segment]:
+        """The words of pause ``pause_id`` are known: its segment ends after ``hangover_ms`` of silence — at
+        once, if that much has passed. A hint for an older pause (the user went on) changes nothing."""
+        if not (self.is_speaking and self._is_paused and pause_id == self.pause_id):
+            return []
+        self._needed_silence = max(self.tail_len + self.frame_len, self.sample_rate * hangover_ms // 1000)
+        if self.position - self._end_estimate >= self._needed_silence:
+            return [self._close(decided=self.position)]
+        return []
+
     def flush(self) -> list[Segment]:
         """The input ended: close an open segment (less than one frame of unframed audio is let go)."""
         self._pending = np.zeros(0, dtype=np.float32)
@@ -200,7 +225,7 @@ class Segmenter:
         if is_voiced:
             if self._is_paused:
                 self._is_paused = False
-                out.append(SegmentResume(onset=self._onset, at=start))
+                out.append(SegmentResume(onset=self._onset, at=start, segment_id=self.segment_id))
             self._last_voiced_end = end
             self._silent_frames = 0
         else:
@@ -210,8 +235,11 @@ class Segmenter:
             silence = end - self._end_estimate
             if not self._is_paused and silence >= self.tail_len:
                 self._is_paused = True
-                out.append(SegmentPause(onset=self._onset, pause_start=self._end_estimate, audio=self._audio()))
-            if silence >= self.hangover_len:
+                self.pause_id += 1
+                self._needed_silence = self.hangover_len if self.words_wait_len is None else self.words_wait_len
+                out.append(SegmentPause(onset=self._onset, pause_start=self._end_estimate, audio=self._audio(),
+                                        segment_id=self.segment_id, pause_id=self.pause_id))
+            if silence >= self._needed_silence:
                 out.append(self._close(decided=end))
                 return out
         if end - self._audio_start >= self.max_len:
@@ -239,6 +267,7 @@ class Segmenter:
 
     def _open(self, end: int) -> SegmentStart:
         self.is_speaking = True
+        self.segment_id += 1
         self._onset = self._run_start
         first = self._run_start - self.preroll_frames * self.frame_len
         kept = [(frame, level) for start, frame, level in self._recent if start >= first]
@@ -249,7 +278,7 @@ class Segmenter:
         self._silent_frames = 0
         self._is_paused = False
         self._run_len = 0
-        return SegmentStart(onset=self._onset)
+        return SegmentStart(onset=self._onset, segment_id=self.segment_id)
 
     def _audio(self, until: int | None = None) -> np.ndarray:
         """The open segment's audio, up to ``tail`` after the end of speech (or ``until``)."""
@@ -265,20 +294,22 @@ class Segmenter:
         onset, speech_end = self._onset, self._end_estimate
         audio = self._audio()
         self._frames, self._frame_levels = [], []
+        self._is_paused = False
         if speech_end - onset < self.min_speech:
-            return SegmentDrop(onset=onset, speech_end=speech_end)
+            return SegmentDrop(onset=onset, speech_end=speech_end, segment_id=self.segment_id)
         return SegmentEnd(onset=onset, speech_end=speech_end, decided=decided, audio_start=self._audio_start,
-                          audio=audio)
+                          audio=audio, segment_id=self.segment_id)
 
     def _cut(self, end: int) -> list[Segment]:
         """The segment reached its maximum length while speech goes on: end it here and open the next."""
         ended = SegmentEnd(onset=self._onset, speech_end=end, decided=end, audio_start=self._audio_start,
-                           audio=self._audio(until=end), is_cut=True)
+                           audio=self._audio(until=end), is_cut=True, segment_id=self.segment_id)
         self._frames, self._frame_levels = [], []
         self._audio_start = self._onset = self._last_voiced_end = self._end_estimate = end
         self._silent_frames = 0
         self._is_paused = False
-        return [ended, SegmentStart(onset=end)]
+        self.segment_id += 1
+        return [ended, SegmentStart(onset=end, segment_id=self.segment_id)]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -313,16 +344,20 @@ class _Clock:
 class VadStage(Stage):
     """AudioFrames -> VoiceStarted / VoicePaused / VoiceResumed / VoiceEnded / VoiceDropped.
 
+    With ``wait_for_words`` (adaptive end of turn, when a recogniser transcribes each pause) a paused
+    segment stays open until an EndOfTurnHint says how long its silence must be (see
+    assistant/conversation/endpointing.py), for ``vad.words_wait_ms`` at most.
+
     Mode switches the VAD to bedtime settings and back. The echo gate (``barge_in.echo_gate``) uses the
     urgent PlaybackStarted / PlaybackFinished: ``mute`` ignores the microphone while the assistant speaks,
     ``raise`` needs speech louder than ``echo_gate_ratio`` x the RMS of what is playing.
     """
 
-    accepts = (AudioFrame, InputEnded, Mode)
+    accepts = (AudioFrame, InputEnded, Mode, EndOfTurnHint)
     urgent = (PlaybackStarted, PlaybackFinished, Interrupted)
 
     def __init__(self, vad_cfg: VadConfig, barge_in_cfg: BargeInConfig | None = None,
-                 bedtime_cfg: BedtimeConfig | None = None) -> None:
+                 bedtime_cfg: BedtimeConfig | None = None, wait_for_words: bool = False) -> None:
         super().__init__()
         self.vad_cfg = vad_cfg
         self.barge_in_cfg = barge_in_cfg or BargeInConfig()
@@ -330,7 +365,9 @@ class VadStage(Stage):
         self.segmenter = Segmenter(frame_ms=vad_cfg.frame_ms, aggressiveness=vad_cfg.aggressiveness,
                                    start_ms=vad_cfg.start_ms, hangover_ms=vad_cfg.hangover_ms,
                                    preroll_ms=vad_cfg.preroll_ms, min_utterance_ms=vad_cfg.min_utterance_ms,
-                                   max_utterance_s=vad_cfg.max_utterance_s)
+                                   max_utterance_s=vad_cfg.max_utterance_s,
+                                   words_wait_ms=vad_cfg.words_wait_ms
+                                   if wait_for_words and vad_cfg.end_of_turn == "adaptive" else None)
         self.mode = "normal"
         self._clock = _Clock(keep_s=vad_cfg.max_utterance_s + 10.0)
         self._received = 0  # 16 kHz samples received
@@ -385,19 +422,24 @@ class VadStage(Stage):
         elif isinstance(event, InputEnded):
             for segment in self.segmenter.flush():
                 yield self._event(segment)
+        elif isinstance(event, EndOfTurnHint):
+            for segment in self.segmenter.apply_hint(event.pause_id, event.hangover_ms):
+                yield self._event(segment)
         elif isinstance(event, Mode):
             self._set_mode(event.value)
 
     def _event(self, segment: Segment) -> Event:
         at = self._clock.at
         if isinstance(segment, SegmentStart):
-            return VoiceStarted(onset=at(segment.onset))
+            return VoiceStarted(onset=at(segment.onset), segment_id=segment.segment_id)
         if isinstance(segment, SegmentPause):
             return VoicePaused(onset=at(segment.onset), pause_start=at(segment.pause_start),
-                               sample_rate=TARGET_RATE, audio=segment.audio)
+                               sample_rate=TARGET_RATE, audio=segment.audio, segment_id=segment.segment_id,
+                               pause_id=segment.pause_id)
         if isinstance(segment, SegmentResume):
-            return VoiceResumed(onset=at(segment.onset), at=at(segment.at))
+            return VoiceResumed(onset=at(segment.onset), at=at(segment.at), segment_id=segment.segment_id)
         if isinstance(segment, SegmentEnd):
             return VoiceEnded(onset=at(segment.onset), speech_end=at(segment.speech_end), decided_at=now(),
-                              sample_rate=TARGET_RATE, audio=segment.audio, is_cut=segment.is_cut)
-        return VoiceDropped(onset=at(segment.onset), speech_end=at(segment.speech_end))
+                              sample_rate=TARGET_RATE, audio=segment.audio, is_cut=segment.is_cut,
+                              segment_id=segment.segment_id)
+        return VoiceDropped(onset=at(segment.onset), speech_end=at(segment.speech_end), segment_id=segment.segment_id)

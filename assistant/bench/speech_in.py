@@ -93,10 +93,12 @@ class VoiceToTurns(Stage):
             yield UserSpeechStarted(turn_id=self._turn, onset=event.onset)
         elif isinstance(event, VoicePaused):
             yield UserSpeechPaused(turn_id=self._turn, pause_start=event.pause_start,
-                                   sample_rate=event.sample_rate, audio=event.audio)
+                                   sample_rate=event.sample_rate, audio=event.audio, segment_id=event.segment_id,
+                                   pause_id=event.pause_id)
         elif isinstance(event, VoiceEnded):
             yield UserSpeechEnded(turn_id=self._turn, onset=event.onset, speech_end=event.speech_end,
-                                  decided_at=event.decided_at, sample_rate=event.sample_rate, audio=event.audio)
+                                  decided_at=event.decided_at, sample_rate=event.sample_rate, audio=event.audio,
+                                  segment_ids=(event.segment_id,), segment_starts=(0,))
 
 
 # ------------------------------------------------------------------------------------------------

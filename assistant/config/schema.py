@@ -41,8 +41,16 @@ class VadConfig(Strict):
     frame_ms: Literal[10, 20, 30] = 20
     #: A run of voiced audio this long starts an utterance.
     start_ms: Annotated[int, Field(ge=10, le=1000)] = 40
-    #: Silence this long ends an utterance.
+    #: Silence this long ends an utterance (with ``end_of_turn: adaptive``: when its words are unclear).
     hangover_ms: Annotated[int, Field(ge=60, le=3000)] = 300
+    #: adaptive: the words so far decide how long the silence must be; fixed: always ``hangover_ms``.
+    end_of_turn: Literal["adaptive", "fixed"] = "adaptive"
+    #: Adaptive: silence that ends an utterance whose words are clearly finished (「〜ね。」, "…today?").
+    complete_hangover_ms: Annotated[int, Field(ge=60, le=3000)] = 160
+    #: Adaptive: silence that ends an utterance that is clearly unfinished (「〜けど」, "and", a comma).
+    unfinished_hangover_ms: Annotated[int, Field(ge=60, le=5000)] = 900
+    #: Adaptive: the longest the VAD waits for the words of a pause before ending the utterance anyway.
+    words_wait_ms: Annotated[int, Field(ge=60, le=5000)] = 1500
     #: Audio kept from before the onset, so the first syllable is never clipped.
     preroll_ms: Annotated[int, Field(ge=200, le=2000)] = 300
     #: Utterances shorter than this (clicks, coughs) are dropped.
@@ -93,6 +101,13 @@ class TtsConfig(Strict):
     sentence_pause_ms: Annotated[int, Field(ge=0, le=3000)] = 120
     #: Send synthesised audio to the page as base64 WAV in `audio` events.
     send_audio_to_page: bool = True
+
+
+class TurnsConfig(Strict):
+    #: The user speaks again before the reply is heard: after a pause up to this long it is the same turn
+    #: (the parts merge); after a longer one it is a new question, answered after the first — unless the
+    #: first part was clearly unfinished, which always merges.
+    merge_pause_ms: Annotated[int, Field(ge=0, le=10000)] = 1500
 
 
 class BargeInConfig(Strict):
@@ -182,6 +197,7 @@ class AssistantConfig(Strict):
     asr: AsrConfig = Field(default_factory=AsrConfig)
     emotion: EmotionConfig = Field(default_factory=EmotionConfig)
     tts: TtsConfig = Field(default_factory=TtsConfig)
+    turns: TurnsConfig = Field(default_factory=TurnsConfig)
     barge_in: BargeInConfig = Field(default_factory=BargeInConfig)
     bridge: BridgeConfig = Field(default_factory=BridgeConfig)
     memory: MemoryConfig = Field(default_factory=MemoryConfig)

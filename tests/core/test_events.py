@@ -21,6 +21,7 @@ from assistant.events import (
 SAMPLE_VALUES = {
     "int": 3, "float": 0.25, "str": "こんにちは", "bool": True, "int | None": 4, "float | None": 1.5, "str | None": "x",
     "dict[str, float]": {"happy": 0.7, "sad": 0.3}, "tuple[float, ...]": (0.0, 0.5, 1.0),
+    "tuple[str, ...]": ("今日は", "疲れた"),
 }
 
 
@@ -30,6 +31,8 @@ def _sample(cls: type) -> object:
         if f.metadata.get("audio_json"):
             kwargs[f.name] = (np.sin(np.linspace(0, 40, 1600)) * 0.5).astype(np.float32)
             continue
+        if f.metadata.get("internal"):
+            continue  # for the stages only: not in JSON (tested below)
         kwargs[f.name] = 16000 if f.name == "sample_rate" else SAMPLE_VALUES[str(f.type)]
     return cls(**kwargs)
 
@@ -52,6 +55,13 @@ def test_audio_is_left_out_unless_asked_for() -> None:
     event = UserSpeechEnded(turn_id=1, audio=np.zeros(16000, dtype=np.float32))
     assert "wav" not in event.to_dict()
     assert "wav" in event.to_dict(include_audio=True)
+
+
+def test_internal_fields_stay_out_of_json() -> None:
+    event = UserSpeechEnded(turn_id=2, audio=np.zeros(3200, dtype=np.float32), segment_ids=(1, 2),
+                            segment_starts=(0, 1600), merged_from=1)
+    data = event.to_dict(include_audio=True)
+    assert not {"segment_ids", "segment_starts", "merged_from"} & data.keys()
 
 
 def test_protocol_names_from_the_design() -> None:

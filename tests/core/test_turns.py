@@ -13,14 +13,19 @@ from assistant.events import (
     OutputHold,
     OutputResume,
     PlaybackStarted,
+    SegmentTranscript,
     State,
     TextInput,
     TurnDone,
+    TurnDropped,
     UserSpeechEnded,
+    UserSpeechPaused,
     UserSpeechStarted,
     UserTranscript,
     UserTurnReady,
+    VoiceDropped,
     VoiceEnded,
+    VoicePaused,
     VoiceStarted,
     now,
 )
@@ -115,3 +120,73 @@ async def test_without_barge_in_the_user_cannot_talk_over_the_reply() -> None:
     onset = await _speaking(stage)
     assert await _feed(stage, [VoiceStarted(onset=onset)]) == []
     assert not ctx.cancelled
+
+
+def _said(stage_events: list[Event], kind: type) -> list:
+    return [e for e in stage_events if isinstance(e, kind)]
+
+
+async def test_a_new_question_after_a_long_pause_keeps_the_first_turn_and_its_answer() -> None:
+    stage, ctx = await _controller()
+    t = now()
+    await _feed(stage, [VoiceStarted(onset=t, segment_id=1),
+                        VoiceEnded(onset=t, speech_end=t + 1, decided_at=t + 1.2, audio=_audio(1), segment_id=1),
+                        SegmentTranscript(segment_id=1, text="今日は何曜日？", language="ja")])
+    out = await _feed(stage, [VoiceStarted(onset=t + 3.6, segment_id=2),
+                              VoiceEnded(onset=t + 3.6, speech_end=t + 5, decided_at=t + 5.2, audio=_audio(1.4),
+                                         segment_id=2)])
+    assert not ctx.cancelled  # the first question is still answered
+    ended = _said(out, UserSpeechEnded)
+    assert [e.turn_id for e in ended] == [2] and ended[0].segment_ids == (2,) and ended[0].merged_from is None
+    assert stage.answering == [1, 2]
+    await _feed(stage, [TurnDone(turn_id=1, persona="miyu", spoken_text="月曜日だよ。")])
+    assert stage.answering == [2]
+
+
+async def test_unfinished_words_merge_even_after_a_long_pause_and_name_their_segments() -> None:
+    stage, ctx = await _controller()
+    t = now()
+    first, second = _audio(1.0, 0.1), _audio(0.5, 0.2)
+    await _feed(stage, [VoiceStarted(onset=t, segment_id=1),
+                        VoiceEnded(onset=t, speech_end=t + 1, decided_at=t + 1.2, audio=first, segment_id=1),
+                        SegmentTranscript(segment_id=1, text="今日は仕事で疲れちゃって", language="ja")])
+    out = await _feed(stage, [VoiceStarted(onset=t + 3.0, segment_id=2),
+                              VoiceEnded(onset=t + 3.0, speech_end=t + 3.5, decided_at=t + 3.7, audio=second,
+                                         segment_id=2)])
+    assert ctx.cancelled == {1}
+    ended = _said(out, UserSpeechEnded)[0]
+    assert ended.turn_id == 2 and ended.merged_from == 1
+    assert ended.segment_ids == (1, 2) and ended.segment_starts == (0, len(first))
+    assert ended.onset == t  # the turn began with its first words
+
+
+async def test_a_cough_after_going_on_leaves_the_earlier_words_as_the_turn() -> None:
+    stage, ctx = await _controller()
+    t = now()
+    first = _audio(1.0)
+    await _feed(stage, [VoiceStarted(onset=t, segment_id=1),
+                        VoiceEnded(onset=t, speech_end=t + 1, decided_at=t + 1.2, audio=first, segment_id=1)])
+    out = await _feed(stage, [VoiceStarted(onset=t + 1.5, segment_id=2),
+                              VoiceDropped(onset=t + 1.5, speech_end=t + 1.6, segment_id=2)])
+    assert ctx.cancelled == {1}
+    ended = _said(out, UserSpeechEnded)
+    assert len(ended) == 1 and ended[0].turn_id == 2 and ended[0].segment_ids == (1,)
+    assert np.array_equal(ended[0].audio, first) and not _said(out, TurnDropped)
+
+
+async def test_the_words_of_a_pause_set_how_long_the_vad_waits() -> None:
+    stage, _ctx = await _controller()
+    vad = stage.vad_config
+    t = now()
+    await _feed(stage, [VoiceStarted(onset=t, segment_id=1)])
+    hints = []
+    for pause_id, text in enumerate(["今日はちょっと疲れちゃった。", "仕事が終わったんだけど", "", "Could you help me?"],
+                                    start=1):
+        paused = await _feed(stage, [VoicePaused(onset=t, pause_start=t + 1, audio=_audio(1), segment_id=1,
+                                                 pause_id=pause_id)])
+        assert [type(e) for e in paused] == [UserSpeechPaused] and paused[0].pause_id == pause_id
+        hints += await _feed(stage, [SegmentTranscript(segment_id=1, text=text, language="ja", pause_id=pause_id,
+                                                       is_speech=bool(text))])
+    assert [(h.pause_id, h.hangover_ms, h.reason) for h in hints] == [
+        (1, vad.complete_hangover_ms, "complete"), (2, vad.unfinished_hangover_ms, "unfinished"),
+        (3, vad.hangover_ms, "unclear"), (4, vad.complete_hangover_ms, "complete")]

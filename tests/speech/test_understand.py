@@ -18,6 +18,7 @@ from assistant.config.schema import CANONICAL_EMOTIONS, AsrConfig, BedtimeConfig
 from assistant.events import (
     Event,
     Mode,
+    SegmentTranscript,
     StageTiming,
     TurnDropped,
     UserEmotion,
@@ -25,10 +26,11 @@ from assistant.events import (
     UserSpeechPaused,
     UserTranscript,
     UserTurnReady,
+    VoiceResumed,
 )
 from assistant.pipeline.bus import Bus
 from assistant.pipeline.runtime import Pipeline
-from assistant.pipeline.stage import run_stage
+from assistant.pipeline.stage import run_stage as run_stage_raw
 from assistant.speech.emotion_prosody import ProsodyEmotionTagger
 from assistant.speech.emotion_transformers import TransformersEmotionTagger
 from assistant.speech.understand import UnderstandStage
@@ -61,13 +63,15 @@ class CountingTranscriber:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.lengths: list[int] = []
+        self.options: list[dict[str, Any]] = []
 
     def load(self) -> None:
         self.inner.load()
 
-    def transcribe(self, audio: np.ndarray) -> Any:
+    def transcribe(self, audio: np.ndarray, **options: Any) -> Any:
         self.lengths.append(len(audio))
-        return self.inner.transcribe(audio)
+        self.options.append(options)
+        return self.inner.transcribe(audio, **options)
 
 
 class BrokenTagger:
@@ -80,14 +84,29 @@ class BrokenTagger:
         raise RuntimeError("out of memory")
 
 
+async def run_stage(stage: UnderstandStage, events: list[Event]) -> list[Event]:
+    """What the stage said about turns (the per-segment SegmentTranscript announcements are for the turn
+    controller; ``segment_words`` collects them)."""
+    out = await run_stage_raw(stage, events)
+    return [e for e in out if not isinstance(e, SegmentTranscript)]
+
+
+async def segment_words(stage: UnderstandStage, events: list[Event]) -> list[SegmentTranscript]:
+    return [e for e in await run_stage_raw(stage, events) if isinstance(e, SegmentTranscript)]
+
+
 def kinds(events: list[Event]) -> list[type]:
-    """The event types, leaving out 'asr_wait' timings (reported only when the ASR worker was busy)."""
-    return [type(e) for e in events if not (isinstance(e, StageTiming) and e.stage == "asr_wait")]
+    """The turn's event types, leaving out 'asr_wait' timings (reported only when the ASR worker was busy) and
+    the per-segment SegmentTranscript announcements (for the turn controller, tested on their own)."""
+    return [type(e) for e in events
+            if not (isinstance(e, StageTiming) and e.stage == "asr_wait") and not isinstance(e, SegmentTranscript)]
 
 
-def ended(turn_id: int, audio: np.ndarray, speech_end: float = 50.0) -> UserSpeechEnded:
+def ended(turn_id: int, audio: np.ndarray, speech_end: float = 50.0, segment: int | None = None) -> UserSpeechEnded:
+    """The end of a one-segment turn (the segment is turn_id's unless told)."""
     return UserSpeechEnded(turn_id=turn_id, onset=speech_end - len(audio) / RATE, speech_end=speech_end,
-                           decided_at=speech_end + 0.3, audio=audio)
+                           decided_at=speech_end + 0.3, audio=audio, segment_ids=(segment or turn_id,),
+                           segment_starts=(0,))
 
 
 async def test_an_utterance_becomes_transcript_emotion_timings_and_a_ready_turn(
@@ -151,7 +170,7 @@ async def test_speculative_transcript_is_reused_when_the_audio_is_the_same(
     audio = speech_maker.compose(0.3, speech_maker.english("Set a timer for ten minutes."), 0.2).samples
     counting = CountingTranscriber(whisper_tiny_en)
     stage = UnderstandStage(counting, ProsodyEmotionTagger(), asr_en, emotion_cfg)
-    paused = UserSpeechPaused(turn_id=4, pause_start=10.0, audio=audio)
+    paused = UserSpeechPaused(turn_id=4, pause_start=10.0, audio=audio, segment_id=4, pause_id=1)
     out = await run_stage(stage, [paused, ended(4, audio)])
     assert counting.lengths == [len(audio)]
     assert stage.speculative_hits == 1
@@ -165,7 +184,7 @@ async def test_speculative_transcript_is_discarded_when_speech_resumed(
     whole = np.concatenate([first, speech_maker.compose(speech_maker.english("for ten minutes."), 0.2).samples])
     counting = CountingTranscriber(whisper_tiny_en)
     stage = UnderstandStage(counting, None, asr_en, emotion_cfg)
-    out = await run_stage(stage, [UserSpeechPaused(turn_id=4, pause_start=10.0, audio=first), ended(4, whole)])
+    out = await run_stage(stage, [UserSpeechPaused(turn_id=4, pause_start=10.0, audio=first, segment_id=4, pause_id=1), ended(4, whole)])
     assert stage.speculative_hits == 0
     assert len(whole) in counting.lengths
     ready = [e for e in out if isinstance(e, UserTurnReady)]
@@ -178,7 +197,7 @@ async def test_speculation_off_ignores_pauses(speech_maker: SpeechMaker, whisper
     audio = speech_maker.compose(0.3, speech_maker.english("Hello."), 0.2).samples
     counting = CountingTranscriber(whisper_tiny_en)
     stage = UnderstandStage(counting, None, asr_en.model_copy(update={"speculative": False}), emotion_cfg)
-    await run_stage(stage, [UserSpeechPaused(turn_id=1, pause_start=1.0, audio=audio)])
+    await run_stage(stage, [UserSpeechPaused(turn_id=1, pause_start=1.0, audio=audio, segment_id=1, pause_id=1)])
     assert counting.lengths == []
 
 
@@ -269,3 +288,83 @@ async def test_a_wav_of_silence_and_noise_gives_no_turn(speech_dir: Path, whispe
     path = write_wav(speech_dir / "noise.wav", noise, RATE)
     seen = await run_file(path, whisper_tiny_en, ProsodyEmotionTagger(), asr_en, emotion_cfg)
     assert not [e for e in seen if isinstance(e, UserTranscript | UserTurnReady | UserEmotion)]
+
+
+@pytest.fixture(scope="module")
+def whisper_base_auto() -> Any:
+    """Whisper base finding each utterance's language itself."""
+    from assistant.speech.whisper import WhisperTranscriber
+
+    transcriber = WhisperTranscriber("offline:whisper-base", device="auto", language="auto")
+    transcriber.load()
+    return transcriber
+
+
+async def test_a_merged_turn_joins_each_segments_own_words_in_its_own_language(
+        speech_maker: SpeechMaker, whisper_base_auto: Any, asr_en: AsrConfig, emotion_cfg: EmotionConfig) -> None:
+    ja_text, en_text = "今日はちょっと疲れちゃった。", "Could you play some quiet music?"
+    first = speech_maker.compose(0.3, speech_maker.japanese(ja_text), 0.1).samples
+    second = speech_maker.compose(0.3, speech_maker.english(en_text), 0.1).samples
+    counting = CountingTranscriber(whisper_base_auto)
+    stage = UnderstandStage(counting, ProsodyEmotionTagger(), asr_en.model_copy(update={"language": "auto"}),
+                            emotion_cfg)
+    merged = UserSpeechEnded(turn_id=2, speech_end=60.0, audio=np.concatenate([first, second]),
+                             segment_ids=(1, 2), segment_starts=(0, len(first)), merged_from=1)
+    out = await run_stage_raw(stage, [
+        UserSpeechPaused(turn_id=1, pause_start=50.0, audio=first, segment_id=1, pause_id=1),
+        UserSpeechPaused(turn_id=2, pause_start=60.0, audio=second, segment_id=2, pause_id=2, previous_segment=1),
+        merged])
+    # Each segment was recognised once, at its pause; the merged audio never.
+    assert counting.lengths == [len(first), len(second)]
+    assert stage.speculative_hits == 2
+    words = {e.segment_id: e for e in out if isinstance(e, SegmentTranscript)}
+    assert words[1].language == "ja" and words[2].language == "en"
+    assert words[1].pause_id == 1 and words[2].pause_id == 2
+    assert counting.options[1]["prompt"] == words[1].text  # the first segment's words prompt the second
+    ready = next(e for e in out if isinstance(e, UserTurnReady))
+    transcript = next(e for e in out if isinstance(e, UserTranscript))
+    assert ready.parts == (words[1].text, words[2].text) and ready.merged_from == 1
+    assert transcript.text == ready.text and transcript.text.startswith(words[1].text)
+    assert cer(ja_text, ready.parts[0]) <= 0.3 and wer(en_text, ready.parts[1]) <= 0.3
+
+
+class GivingUp:
+    """The real transcriber; records which calls gave up at a boundary because their audio went stale."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.calls: list[tuple[int, str]] = []
+
+    def load(self) -> None:
+        self.inner.load()
+
+    def transcribe(self, audio: np.ndarray, **options: Any) -> Any:
+        from assistant.speech.transcriber import StaleTranscription
+
+        try:
+            result = self.inner.transcribe(audio, **options)
+        except StaleTranscription:
+            self.calls.append((len(audio), "gave up"))
+            raise
+        self.calls.append((len(audio), "done"))
+        return result
+
+
+async def test_a_recognition_made_stale_by_resumed_speech_is_given_up_at_a_boundary(
+        speech_maker: SpeechMaker, whisper_tiny_en: Any, asr_en: AsrConfig, emotion_cfg: EmotionConfig) -> None:
+    first = speech_maker.compose(0.3, speech_maker.english("Set a timer"), 0.1).samples
+    whole = np.concatenate([first, speech_maker.compose(speech_maker.english("for ten minutes."), 0.1).samples])
+    giving_up = GivingUp(whisper_tiny_en)
+    stage = UnderstandStage(giving_up, None, asr_en, emotion_cfg)
+    out = await run_stage_raw(stage, [
+        UserSpeechPaused(turn_id=1, pause_start=10.0, audio=first, segment_id=1, pause_id=1),
+        VoiceResumed(onset=9.0, at=10.2, segment_id=1),
+        UserSpeechPaused(turn_id=1, pause_start=11.0, audio=whole, segment_id=1, pause_id=2),
+        ended(1, whole, segment=1)])
+    # The stale job never ran to its end: dropped before it started, or given up between encoder and decoder.
+    assert (len(first), "done") not in giving_up.calls
+    assert giving_up.calls[-1] == (len(whole), "done") and stage.stale_jobs == 1
+    # Only the words of the live pause were announced; the turn heard the whole sentence.
+    assert [(e.pause_id, e.is_speech) for e in out if isinstance(e, SegmentTranscript)] == [(2, True)]
+    ready = next(e for e in out if isinstance(e, UserTurnReady))
+    assert wer("Set a timer for ten minutes.", ready.text) <= 0.2 and stage.speculative_hits == 1

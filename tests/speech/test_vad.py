@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
 
-from assistant.audio.vad import Segmenter, SegmentStart, VadStage
+from assistant.audio.vad import SegmentEnd, Segmenter, SegmentPause, SegmentStart, VadStage
 from assistant.config.schema import BargeInConfig, BedtimeConfig, VadConfig
 from assistant.events import (
     AudioFrame,
+    EndOfTurnHint,
     Event,
     InputEnded,
     Mode,
@@ -194,3 +196,65 @@ async def test_speech_running_to_the_end_of_input_is_flushed(speech_maker: Speec
     ended = of(events, VoiceEnded)
     assert len(ended) == 1
     assert ended[0].speech_end - T0 == pytest.approx(audio.spans[0][1], abs=END_TOLERANCE)
+
+
+def _until_paused(segmenter: Segmenter, samples: np.ndarray) -> tuple[list, int]:
+    """Push 20 ms blocks until the segmenter reports a pause; return what it said and where it stopped."""
+    said: list = []
+    step = RATE // 50
+    for begin in range(0, len(samples), step):
+        said += segmenter.push(samples[begin:begin + step])
+        if any(isinstance(s, SegmentPause) for s in said):
+            return said, begin + step
+    raise AssertionError("no pause")
+
+
+def test_waiting_for_words_holds_a_pause_open_until_a_hint_ends_it(speech_maker: SpeechMaker) -> None:
+    audio = speech_maker.compose(0.5, speech_maker.english("Good morning."), 3.0).samples
+    # Without a hint the segment stays open until words_wait_ms, far past the hangover.
+    segmenter = Segmenter(hangover_ms=300, words_wait_ms=1200)
+    said = segmenter.push(audio)
+    end = next(s for s in said if isinstance(s, SegmentEnd))
+    assert (end.decided - end.speech_end) / RATE == pytest.approx(1.2, abs=0.03)
+
+    # A hint for the pause says how long the silence must be: a finished sentence ends at once...
+    segmenter = Segmenter(hangover_ms=300, words_wait_ms=1200)
+    said, position = _until_paused(segmenter, audio)
+    pause = next(s for s in said if isinstance(s, SegmentPause))
+    said = segmenter.push(audio[position:position + RATE // 5])  # 200 ms more silence
+    assert not any(isinstance(s, SegmentEnd) for s in said)
+    assert segmenter.apply_hint(pause.pause_id + 1, 160) == []  # a hint for another pause changes nothing
+    closed = segmenter.apply_hint(pause.pause_id, 160)
+    assert len(closed) == 1 and isinstance(closed[0], SegmentEnd)
+    assert np.array_equal(closed[0].audio, pause.audio)  # the words recognised at the pause are the segment's
+
+    # ...and unfinished words keep it open for the longer silence.
+    segmenter = Segmenter(hangover_ms=300, words_wait_ms=1200)
+    said, position = _until_paused(segmenter, audio)
+    pause = next(s for s in said if isinstance(s, SegmentPause))
+    assert segmenter.apply_hint(pause.pause_id, 900) == []
+    end = next(s for s in segmenter.push(audio[position:]) if isinstance(s, SegmentEnd))
+    assert (end.decided - end.speech_end) / RATE == pytest.approx(0.9, abs=0.03)
+
+
+async def test_the_stage_ends_a_segment_when_the_hint_comes(speech_maker: SpeechMaker) -> None:
+    audio = speech_maker.compose(0.5, speech_maker.english("Good morning."), 2.0).samples
+    stage = VadStage(VadConfig(words_wait_ms=5000), BargeInConfig(), BedtimeConfig(), wait_for_words=True)
+
+    def stream() -> Iterator[Event]:
+        hinted_at: int | None = None
+        for index, frame in enumerate(frames(audio)):
+            yield frame
+            if hinted_at is None and stage.segmenter.pause_id:  # the words of the pause came back: finished
+                hinted_at = index
+                yield EndOfTurnHint(pause_id=stage.segmenter.pause_id, hangover_ms=160, reason="complete")
+            if hinted_at is not None and index == hinted_at + 4:
+                assert not stage.segmenter.is_speaking  # ended 160 ms after speech, not after words_wait_ms
+        yield InputEnded()
+
+    events = await run_stage(stage, stream())
+    ended, paused = of(events, VoiceEnded), of(events, VoicePaused)
+    assert len(ended) == 1 and len(paused) == 1
+    assert ended[0].segment_id == paused[0].segment_id == of(events, VoiceStarted)[0].segment_id
+    assert ended[0].speech_end == paused[0].pause_start
+    assert np.array_equal(ended[0].audio, paused[0].audio)
