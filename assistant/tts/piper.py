@@ -17,7 +17,8 @@ log = logging.getLogger(__name__)
 
 
 class PiperSynthesizer:
-    """One Piper voice, loaded once; ``synthesize`` is safe to call from worker threads."""
+    """One Piper voice, loaded once (and run once, so the first sentence is as fast as the rest); ``synthesize``
+    is safe to call from worker threads. Its ONNX session keeps to the TTS thread budget (``assistant.threads``)."""
 
     def __init__(self, voice: str, voices_dir: Path | None = None) -> None:
         self.voice = voice
@@ -36,17 +37,19 @@ class PiperSynthesizer:
             if self._model is not None:
                 return
             try:
-                from piper import PiperVoice
+                import piper  # noqa: F401
             except ImportError:
                 raise MissingExtra("piper-tts", "piper", "the Piper voice") from None
             model_path, config_path = find_piper_voice(self.voice, self._voices_dir)
             try:
-                self._model = PiperVoice.load(model_path, config_path=config_path)
+                self._model = _load_voice(model_path, config_path)
             except Exception as exc:
                 log.debug("loading %s failed", model_path, exc_info=True)
                 raise ModelMissing(f"cannot load the Piper voice {model_path}: {exc} — "
                                    f"download it again with `saijin voices download`") from None
             self.name = f"piper:{Path(model_path).stem}"
+            for _chunk in self._model.synthesize("Hi."):  # warm-up: espeak-ng and the first ONNX run
+                pass
             log.info("loaded Piper voice %s", model_path)
 
     def synthesize(self, text: str, style: Style) -> tuple[np.ndarray, int]:
@@ -64,3 +67,23 @@ class PiperSynthesizer:
             chunks = [chunk.audio_float_array for chunk in self._model.synthesize(text, config)]
         samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
         return apply_volume(samples, style.volume), int(self._model.config.sample_rate)
+
+
+def _load_voice(model_path: Path, config_path: Path) -> Any:
+    """A PiperVoice whose ONNX session keeps to the TTS thread budget with no spin-waiting threads.
+
+    ``PiperVoice.load`` builds its session with default options (one thread per core, spinning); the voice
+    is a plain dataclass, so it is built here with our session instead.
+    """
+    import json
+
+    import onnxruntime
+    from piper import PiperVoice
+    from piper.config import PiperConfig
+
+    from assistant.threads import onnx_session_options
+
+    config = PiperConfig.from_dict(json.loads(Path(config_path).read_text(encoding="utf-8")))
+    session = onnxruntime.InferenceSession(str(model_path), sess_options=onnx_session_options("tts", onnxruntime),
+                                           providers=["CPUExecutionProvider"])
+    return PiperVoice(session=session, config=config)

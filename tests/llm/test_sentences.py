@@ -144,6 +144,55 @@ def test_a_long_english_first_clause_is_cut_at_comma_space_but_not_inside_number
         "I paid 1,000 yen for the cake yesterday,", "which was a lot, honestly.", "Then, well, I ate it."]
 
 
+@pytest.mark.parametrize(("reply", "expected"), [
+    ("こんばんは、今日もお疲れ様、ゆっくり休んでね。", ["こんばんは、", "今日もお疲れ様、ゆっくり休んでね。"]),
+    ("ゆっくり休んで、明日に備えようね。", ["ゆっくり休んで、", "明日に備えようね。"]),
+    ("少し疲れちゃったけど楽しい一日だったね。明日も頑張ろう。", ["少し疲れちゃったけど", "楽しい一日だったね。", "明日も頑張ろう。"]),
+    ("ちょっと疲れたから今日は早めに寝ようかな。", ["ちょっと疲れたから", "今日は早めに寝ようかな。"]),
+    ("今日は一日中ずっと家でゆっくり過ごしていました。", ["今日は一日中ずっと家で", "ゆっくり過ごしていました。"]),
+    ("あなたの好きな食べ物を教えてくれたら嬉しいな。", ["あなたの好きな食べ物を", "教えてくれたら嬉しいな。"]),
+    ("Good evening, how was your day today? Tell me.", ["Good evening,", "how was your day today?", "Tell me."]),
+    ("I'm so glad you had a nice day because you really deserve it. Sleep well.",
+     ["I'm so glad you had a nice day", "because you really deserve it.", "Sleep well."]),
+    ("Mr. Smith met Mrs. Jones and Dr. Lee at the station when the rain started.",
+     ["Mr. Smith met Mrs. Jones and Dr. Lee at the station", "when the rain started."]),
+])
+def test_a_long_first_sentence_starts_with_a_short_clause_and_later_ones_stay_whole(
+        reply: str, expected: list[str]) -> None:
+    assert texts(split_sentences(reply)) == expected
+    assert texts(streamed(reply, seed=3)) == expected
+
+
+@pytest.mark.parametrize("reply", [
+    "こんばんは、元気？", "はい、わかりました。", "お疲れさまでした。", "うん、今日は楽しかった。", "Well, I see.",
+    "Oh, that is nice!", "今日はいい天気だね。",
+])
+def test_a_first_sentence_that_is_already_short_is_not_cut(reply: str) -> None:
+    assert texts(split_sentences(reply)) == [reply]
+
+
+@pytest.mark.parametrize("reply", [
+    "道が曲がるところで止まってください。", "猫を優しく撫でるのが好きなんだよね。", "それはとても素敵なことだと思いますよ。",
+    "それはとても良い質問ですね。", "料理をもっと上手に勉強できるといいな。",
+    "今日の天気予報によると明日は晴れるらしいよ。", "Something wonderful happened to me yesterday evening.",
+])
+def test_the_first_clause_is_never_cut_inside_a_word(reply: str) -> None:
+    parts = texts(split_sentences(reply))
+    assert "".join(parts).replace(" ", "") == reply.replace(" ", "")
+    assert all(len(part) >= 4 for part in parts), parts  # never a clipped fragment
+    for word in ("曲がる", "撫でる", "素敵な", "天気予報", "晴れる", "ですね", "できる", "wonderful", "yesterday"):
+        if word in reply:
+            assert any(word in part for part in parts), (word, parts)
+
+
+def test_a_cut_between_words_waits_so_a_sentence_ending_there_stays_whole() -> None:
+    stream = SpokenTextStream(TAGS)
+    assert stream.feed("今日は一日中ずっと家で") == []
+    assert stream.feed("ゆっく") == []  # the rest might still be too short to stand alone
+    assert texts(stream.feed("り")) == ["今日は一日中ずっと家で"]
+    assert texts(stream.feed("休もう。")) == ["ゆっくり休もう。"]
+
+
 def test_the_first_clause_cut_can_be_turned_off() -> None:
     reply = "今日は本当にいろいろなことがあって少し疲れましたけど、楽しかったです。"
     assert texts(split_sentences(reply, first_clause_chars=0)) == [reply]
