@@ -175,6 +175,9 @@ class VoiceStarted(Event):
     onset: float
     #: The VAD's number for this voiced segment (counted from 1 in one stream).
     segment_id: int = 0
+    #: The onset on the audio's own clock (seconds into the stream): a file read faster than real time, or a
+    #: busy machine, changes ``onset``'s spacing, never this.
+    stream_onset: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +220,8 @@ class VoiceEnded(Event):
     #: True when the segment was cut at the maximum utterance length (the speaker may still be talking).
     is_cut: bool = False
     segment_id: int = 0
+    #: The end of speech on the audio's own clock (seconds into the stream).
+    stream_end: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

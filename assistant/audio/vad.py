@@ -431,7 +431,8 @@ class VadStage(Stage):
     def _event(self, segment: Segment) -> Event:
         at = self._clock.at
         if isinstance(segment, SegmentStart):
-            return VoiceStarted(onset=at(segment.onset), segment_id=segment.segment_id)
+            return VoiceStarted(onset=at(segment.onset), segment_id=segment.segment_id,
+                                stream_onset=segment.onset / TARGET_RATE)
         if isinstance(segment, SegmentPause):
             return VoicePaused(onset=at(segment.onset), pause_start=at(segment.pause_start),
                                sample_rate=TARGET_RATE, audio=segment.audio, segment_id=segment.segment_id,
@@ -441,5 +442,5 @@ class VadStage(Stage):
         if isinstance(segment, SegmentEnd):
             return VoiceEnded(onset=at(segment.onset), speech_end=at(segment.speech_end), decided_at=now(),
                               sample_rate=TARGET_RATE, audio=segment.audio, is_cut=segment.is_cut,
-                              segment_id=segment.segment_id)
+                              segment_id=segment.segment_id, stream_end=segment.speech_end / TARGET_RATE)
         return VoiceDropped(onset=at(segment.onset), speech_end=at(segment.speech_end), segment_id=segment.segment_id)

@@ -78,6 +78,8 @@ class _Said:
     segment_ids: tuple[int, ...] = ()
     segment_starts: tuple[int, ...] = ()
     speech_end: float = 0.0
+    #: The end of speech on the audio's own clock, when the VAD knows it.
+    stream_end: float | None = None
     #: The earlier turn this one continues (merged into it), if any.
     merged_from: int | None = None
 
@@ -269,7 +271,11 @@ class TurnController(Stage):
         last = self._last
         if last is not None and last.turn_id in self.answering:
             # The reply to the last words is not audible yet: one turn, or a second question?
-            gap = event.onset - last.speech_end
+            # The silence the user left, on the audio's clock when known (a file read fast keeps its pauses).
+            if event.stream_onset is not None and last.stream_end is not None:
+                gap = event.stream_onset - last.stream_end
+            else:
+                gap = event.onset - last.speech_end
             if merges_with_previous(gap, self._text_of(last), self.turns_config.merge_pause_ms / 1000.0):
                 log.info("user went on %.2f s after turn %d, before its reply was heard: merging", gap, last.turn_id)
                 prior = last
@@ -323,10 +329,11 @@ class TurnController(Stage):
             self._utterance = _Utterance(turn_id=self._new_turn(), onset=barge.onset, segment_id=event.segment_id)
             started: list[Event | None] = [UserSpeechStarted(turn_id=self._utterance.turn_id, onset=barge.onset)]
             return started + self._finish_utterance(event.audio, event.segment_id, event.speech_end,
-                                                    event.decided_at)
+                                                    event.decided_at, event.stream_end)
         if self._utterance is None:
             return []
-        return self._finish_utterance(event.audio, event.segment_id, event.speech_end, event.decided_at)
+        return self._finish_utterance(event.audio, event.segment_id, event.speech_end, event.decided_at,
+                                      event.stream_end)
 
     def _on_voice_dropped(self) -> list[Event | None]:
         if self._barge is not None:
@@ -337,12 +344,12 @@ class TurnController(Stage):
         if utterance.prior is not None:
             # A cough after the words went on: the merged turn is what was said before it, nothing is lost.
             prior = utterance.prior
-            return self._finish_utterance(_EMPTY, None, prior.speech_end, now())
+            return self._finish_utterance(_EMPTY, None, prior.speech_end, now(), prior.stream_end)
         self._utterance = None
         return [TurnDropped(turn_id=utterance.turn_id, reason="too short"), self._settled_state()]
 
     def _finish_utterance(self, audio: np.ndarray, segment_id: int | None, speech_end: float,
-                          decided_at: float) -> list[Event | None]:
+                          decided_at: float, stream_end: float | None = None) -> list[Event | None]:
         assert self._utterance is not None
         utterance, self._utterance = self._utterance, None
         prior = utterance.prior
@@ -353,7 +360,7 @@ class TurnController(Stage):
         if segment_id is not None:
             segments, starts = (*segments, segment_id), (*starts, len(whole) - len(audio))
         said = _Said(turn_id=utterance.turn_id, onset=prior.onset if prior else utterance.onset, audio=whole,
-                     segment_ids=segments, segment_starts=starts, speech_end=speech_end,
+                     segment_ids=segments, segment_starts=starts, speech_end=speech_end, stream_end=stream_end,
                      merged_from=prior.turn_id if prior else None)
         self._last = said
         self.answering.append(said.turn_id)
