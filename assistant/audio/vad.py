@@ -5,7 +5,9 @@ whose audio begins ``preroll_ms`` before the run (so the first syllable is never
 run ends, its real end is fixed: the end of the last voiced frame, less the fading tail that webrtcvad
 still calls speech for about 100 ms (see ``Segmenter._speech_end``); voice-to-voice latency counts from
 it. Silence is counted from that end: ``tail_ms`` of it is reported as a pause (with the audio so far,
-for a speculative transcript) and ``hangover_ms`` of it ends the segment. The segment's audio runs to
+for a speculative transcript) and ``hangover_ms`` of it ends the segment — or, with ``words_wait_ms``
+(adaptive end of turn), the segment stays open after a pause until ``apply_hint`` says how long its silence
+must be, decided from the words recognised at the pause. The segment's audio runs to
 ``tail_ms`` after the end of speech, in a pause report and at the end alike, so a speculative
 transcript of the pause is the transcript of the segment when nothing more is said. Segments with less
 than ``min_utterance_ms`` of speech are dropped; one longer than ``max_utterance_s`` is cut and a new one
