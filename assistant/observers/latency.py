@@ -16,6 +16,7 @@ from assistant.events import (
     StageTiming,
     TurnDone,
     UserSpeechEnded,
+    UserTranscript,
     UserTurnReady,
     now,
 )
@@ -54,6 +55,9 @@ class LatencyObserver:
             times.speech_end = event.speech_end
             times.decided_at = event.decided_at
             times.stages["end_of_speech"] = max(0.0, (event.decided_at - event.speech_end) * 1000.0)
+        elif isinstance(event, UserTranscript) and times.speech_end is not None:
+            # End of speech -> the words known: what speech recognition adds to the wait, end of turn included.
+            times.stages.setdefault("transcript", max(0.0, (now() - times.speech_end) * 1000.0))
         elif isinstance(event, UserTurnReady):
             times.ready_at = times.ready_at or now()
         elif isinstance(event, StageTiming):
