@@ -6,7 +6,9 @@ torch) would otherwise start one thread per core and spin-wait on them, so two s
 `cpu_threads(stage)` gives each stage its share; `onnx_session_options` and `configure_torch` apply it.
 
 Override any budget with an environment variable: ``SAIJIN_THREADS_ASR=2`` (also ``_LLM``, ``_TTS``,
-``_EMOTION``); ``SAIJIN_CPUS=4`` pretends the machine has that many usable cores (for testing budgets).
+``_EMOTION``); ``SAIJIN_CPUS=4`` pretends the machine has that many usable cores (for testing budgets);
+``SAIJIN_THREADS=library`` turns budgets off (each library's own default: a thread per core, spinning pools),
+for comparison in benchmarks.
 """
 
 from __future__ import annotations
@@ -32,6 +34,11 @@ def available_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def budgets_enabled() -> bool:
+    """False when ``SAIJIN_THREADS=library``: every library keeps its own default thread setup."""
+    return os.environ.get("SAIJIN_THREADS", "").strip().lower() != "library"
+
+
 def cpu_threads(stage: str) -> int:
     """Threads the given stage ("asr", "llm", "tts" or "emotion") may use on this machine.
 
@@ -42,14 +49,18 @@ def cpu_threads(stage: str) -> int:
     """
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r} — use one of {', '.join(STAGES)}")
+    if not budgets_enabled():
+        return available_cpus()
     override = _env_int(_ENV_PREFIX + stage.upper())
     if override:
         return override
     return _budget(stage, available_cpus())
 
 
-def budgets() -> dict[str, int]:
+def budgets() -> dict[str, int | str]:
     """Every stage's budget (for logs, `saijin doctor` and the bench's machine line)."""
+    if not budgets_enabled():
+        return {"budgets": "off (SAIJIN_THREADS=library)"}
     return {stage: cpu_threads(stage) for stage in STAGES}
 
 
@@ -57,8 +68,8 @@ def _budget(stage: str, cores: int) -> int:
     tts = 1 if cores <= 4 else min(4, cores // 4)
     if stage == "asr":
         return min(cores, 8)
-    if stage == "llm":
-        return cores if cores <= 2 else max(1, cores - tts)
+    if stage == "llm":  # llama.cpp gains little past 16 threads
+        return cores if cores <= 2 else min(16, max(1, cores - tts))
     if stage == "tts":
         return tts
     return 1
@@ -89,6 +100,8 @@ def onnx_session_options(stage: str, ort: Any | None = None) -> Any:
     if ort is None:
         import onnxruntime as ort
     options = ort.SessionOptions()
+    if not budgets_enabled():
+        return options
     options.intra_op_num_threads = cpu_threads(stage)
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -105,6 +118,8 @@ def configure_torch(stage: str) -> int:
     """
     import torch
 
+    if not budgets_enabled():
+        return int(torch.get_num_threads())
     threads = cpu_threads(stage)
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)

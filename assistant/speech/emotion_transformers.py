@@ -11,6 +11,7 @@ import numpy as np
 
 from assistant.errors import MissingExtra, ModelMissing
 from assistant.models.offline import resolve_model
+from assistant.threads import configure_torch, prefer_passive_waiting
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class TransformersEmotionTagger:
         with self._lock:
             if self._pipe is not None:
                 return
+            prefer_passive_waiting()  # before torch loads its OpenMP runtime
             try:
                 import torch
                 from transformers import pipeline
@@ -63,6 +65,7 @@ class TransformersEmotionTagger:
         if self._pipe is None:
             self.load()
         audio = np.ascontiguousarray(audio, dtype=np.float32)
+        configure_torch("emotion")  # torch's threads are per process: the emotion budget while this runs
         results = self._pipe({"raw": audio, "sampling_rate": SAMPLE_RATE},
                              top_k=self._pipe.model.config.num_labels)
         return {str(r["label"]): float(r["score"]) for r in results}

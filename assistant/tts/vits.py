@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from assistant.errors import MissingExtra, ModelMissing
+from assistant.threads import configure_torch, prefer_passive_waiting
 from assistant.tts.synthesizer import Style, apply_volume
 from assistant.tts.voices import find_vits_model
 
@@ -42,6 +43,7 @@ class VitsSynthesizer:
         with self._lock:
             if self._model is not None:
                 return
+            prefer_passive_waiting()  # before torch loads its OpenMP runtime
             try:
                 import torch  # noqa: F401 - VitsModel needs it
                 from transformers import AutoTokenizer, VitsModel
@@ -95,6 +97,7 @@ class VitsSynthesizer:
             kwargs: dict[str, Any] = {}
             if style.speaker_id is not None and (model.config.num_speakers or 1) > 1:
                 kwargs["speaker_id"] = style.speaker_id
+            configure_torch("tts")  # torch's threads are per process: the TTS budget while this runs
             with torch.no_grad():
                 waveform = model(**inputs.to(self._device), **kwargs).waveform
         return apply_volume(waveform[0].cpu().numpy(), style.volume), rate
