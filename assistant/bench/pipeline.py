@@ -10,7 +10,12 @@ Definitions (also in docs/benchmarks.md):
   minus the length of the union of the stage intervals on the critical path (VAD hangover, ASR, emotion,
   prompt, LLM up to the first sentence, TTS of the first sentence), each clipped to the window. What is left
   is event hand-offs, queues, thread hops and the output stage starting the sink.
-- first-audio ratio: (first audio ready - end of speech) / (last sentence's audio ready - end of speech).
+- first-audio ratio: (first audio ready - end of speech) / (last sentence's audio ready - end of speech),
+  over replies of two or more spoken sentences only (a one-sentence reply has ratio 1 by definition).
+- first turn after start: the first turn the freshly started pipeline answered (a warm-up turn when there
+  are any), per language: how far it is from the median shows what start-up warming still misses.
+
+Every figure is given per language (ja, en) and over both.
 """
 
 from __future__ import annotations
@@ -30,9 +35,10 @@ import numpy as np
 
 from assistant.audio.resample import TARGET_RATE
 from assistant.audio.sources import paced_frames
-from assistant.bench.samples import Sample, sample_utterances, turns
+from assistant.bench.samples import LANGUAGES, Sample, bench_specs, sample_utterances, turns
 from assistant.config.loader import Settings
-from assistant.errors import SaijinError
+from assistant.config.schema import VoiceConfig
+from assistant.errors import SaijinError, UsageError
 from assistant.events import (
     Audio,
     Event,
@@ -188,6 +194,11 @@ class TurnTimeline:
         whole = self.last_audio_at - self.speech_end
         return (self.first_audio_at - self.speech_end) / whole if whole > 0 else None
 
+    @property
+    def multi_sentence_ratio(self) -> float | None:
+        """The first-audio ratio of a reply of two or more sentences; None for a one-sentence reply."""
+        return self.first_audio_ratio if (self.sentence_count or 0) > 1 else None
+
     def to_dict(self) -> dict[str, Any]:
         spans = self.stage_intervals()
         return {
@@ -195,7 +206,7 @@ class TurnTimeline:
             "sentences": self.sentence_count,
             "voice_to_voice_ms": round(self.voice_to_voice_ms, 1),
             "overhead_ms": round(self.overhead_ms, 2),
-            "first_audio_ratio": _round(self.first_audio_ratio, 3),
+            "first_audio_ratio": _round(self.multi_sentence_ratio, 3),
             "stages_ms": {name: round(end - start, 1) for name, (start, end) in spans.items()},
             "intervals_ms": {name: [round(start, 1), round(end, 1)] for name, (start, end) in spans.items()},
             "gaps_ms": [[round(start, 2), round(end, 2)] for start, end in self.gaps()],
@@ -263,13 +274,19 @@ class BenchOptions:
     """How a benchmark runs (from the command line)."""
 
     turns: int = 10
-    warmup: int | None = None  # None: each sample once
+    warmup: int | None = None  # None: one turn per language
     persona: str | None = None
     llm_url: str | None = None
     llm_model: str | None = None
     events_path: Path | None = None
     turn_timeout_s: float = 180.0
     samples_cache: Path | None = None
+    #: Which samples are spoken: "ja", "en" or "both" (taking turns).
+    language: str = "both"
+    #: Another ASR model than the profile's (a faster-whisper name, a path, offline:whisper-tiny.en).
+    asr_model: str | None = None
+    #: Other voices than the personas': language ("" for every language) -> a voice (see ``parse_voice``).
+    voices: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -280,6 +297,8 @@ class BenchRun:
     skipped: list[TurnTimeline]
     machine: dict[str, Any]
     samples: list[Sample]
+    #: The turns answered right after start (the warm-up turns, or the first measured one without warm-up).
+    first_turns: list[TurnTimeline] = field(default_factory=list)
 
 
 def isolated(settings: Settings, data_dir: Path) -> Settings:
@@ -288,6 +307,69 @@ def isolated(settings: Settings, data_dir: Path) -> Settings:
     a = settings.assistant
     memory = a.memory.model_copy(update={"database": str(data_dir / "memory.db")})
     return dataclasses.replace(settings, assistant=a.model_copy(update={"data_dir": str(data_dir), "memory": memory}))
+
+
+def is_english_only(asr_model: str) -> bool:
+    """Whisper's ``.en`` models (tiny.en, offline:whisper-tiny.en, a folder named so) hear English only."""
+    return Path(asr_model.rstrip("/")).name.lower().endswith(".en")
+
+
+def parse_voice(spec: str) -> VoiceConfig:
+    """A ``--voice`` value -> a voice config: ``offline:joe-us``, ``piper:NAME|PATH.onnx``, ``kokoro:jf_alpha``,
+    ``vits:PATH``, or a bare Piper voice name / .onnx path (a bare jf_/jm_ id is a Kokoro voice)."""
+    from assistant.models.offline import OFFLINE_MODELS, PREFIX
+
+    backend, _, rest = spec.partition(":")
+    if spec.startswith(PREFIX):
+        model = OFFLINE_MODELS.get(spec.removeprefix(PREFIX))
+        if model is None or model.kind not in ("piper", "kokoro", "vits"):
+            voices = ", ".join(PREFIX + name for name, m in OFFLINE_MODELS.items() if m.kind in ("piper", "kokoro"))
+            raise UsageError(f"--voice {spec}: not an offline voice — known: {voices}")
+        return VoiceConfig(backend=model.kind, voice=spec)  # type: ignore[arg-type]
+    if backend in ("piper", "kokoro", "vits") and rest:
+        return VoiceConfig(backend=backend, voice=rest)  # type: ignore[arg-type]
+    if spec.startswith(("jf_", "jm_")):
+        return VoiceConfig(backend="kokoro", voice=spec)
+    if not spec:
+        raise UsageError("--voice needs a voice, e.g. offline:joe-us, piper:en_US-lessac-medium or kokoro:jf_alpha")
+    return VoiceConfig(backend="piper", voice=spec)
+
+
+def _with_voices(persona: Any, voices: dict[str, VoiceConfig]) -> Any:
+    """``persona`` speaking with ``voices`` (key "" replaces every voice; a language key replaces that one)."""
+    main, alt = persona.voice, dict(persona.alt_voices)
+    if "" in voices:
+        main, alt = voices[""], {}
+    own = persona.language.split("-")[0].lower()
+    for language, voice in voices.items():
+        if language == own:
+            main = voice
+        elif language:
+            alt[language] = voice
+    return persona.model_copy(update={"voice": main, "alt_voices": alt})
+
+
+def configured(settings: Settings, options: BenchOptions) -> Settings:
+    """The settings with the bench's overrides: ``--asr-model`` (an English-only model listens for English)
+    and ``--voice`` (every persona speaks with it)."""
+    a = settings.assistant
+    if options.asr_model:
+        update: dict[str, Any] = {"model": options.asr_model}
+        if is_english_only(options.asr_model):
+            update["language"] = "en"
+        a = a.model_copy(update={"asr": a.asr.model_copy(update=update)})
+    personas = settings.personas
+    if options.voices:
+        voices = {language: parse_voice(spec) for language, spec in options.voices.items()}
+        personas = {pid: _with_voices(persona, voices) for pid, persona in personas.items()}
+    return dataclasses.replace(settings, assistant=a, personas=personas)
+
+
+def bench_language(options: BenchOptions) -> str:
+    """The samples' language: as asked; an English-only ASR model cannot hear Japanese samples."""
+    if options.asr_model and is_english_only(options.asr_model) and options.language != "en":
+        raise UsageError(f"--asr-model {options.asr_model} hears English only — add --language en")
+    return options.language
 
 
 async def play_turn(conversation: BenchConversation, recorder: TimelineRecorder, sample: Sample,
@@ -311,12 +393,14 @@ async def play_turn(conversation: BenchConversation, recorder: TimelineRecorder,
 async def run_bench(settings: Settings, options: BenchOptions,
                     progress: Callable[[int, int, TurnTimeline | None], None] | None = None) -> BenchRun:
     """Warm up, then run ``options.turns`` measured turns (alternating the samples) through the pipeline."""
-    samples = await asyncio.to_thread(sample_utterances, options.samples_cache)
-    warmup = len(samples) if options.warmup is None else options.warmup
+    specs = bench_specs(bench_language(options))
+    samples = await asyncio.to_thread(sample_utterances, options.samples_cache, specs)
+    warmup = len({s.language for s in samples}) if options.warmup is None else options.warmup
     measured: list[TurnTimeline] = []
     skipped: list[TurnTimeline] = []
+    first_turns: list[TurnTimeline] = []
     with tempfile.TemporaryDirectory(prefix="saijin-bench-") as folder:
-        bench_settings = isolated(settings, Path(folder))
+        bench_settings = isolated(configured(settings, options), Path(folder))
         conv_options = Options(persona=options.persona, input="feed", output="file", llm_url=options.llm_url,
                                llm_model=options.llm_model, events_path=options.events_path, is_realtime=True,
                                use_memory=True, start_engines=True)
@@ -325,7 +409,8 @@ async def run_bench(settings: Settings, options: BenchOptions,
         conversation.bus.subscribe(recorder)
         async with conversation:
             for index, sample in enumerate(turns(samples, warmup)):
-                await play_turn(conversation, recorder, sample, options.turn_timeout_s)
+                opened = await play_turn(conversation, recorder, sample, options.turn_timeout_s)
+                first_turns += [t for t in opened if t.is_measured][-1:]
                 if progress is not None:
                     progress(-(index + 1), warmup, None)  # negative: a warm-up turn
             load_before = os.getloadavg()
@@ -340,7 +425,9 @@ async def run_bench(settings: Settings, options: BenchOptions,
         machine = machine_info(bench_settings, conversation, options)
         machine["load_average"] = {"before": [round(x, 2) for x in load_before],
                                    "after": [round(x, 2) for x in load_after]}
-    return BenchRun(timelines=measured, skipped=skipped, machine=machine, samples=samples)
+    if not first_turns:
+        first_turns = measured[:1]
+    return BenchRun(timelines=measured, skipped=skipped, machine=machine, samples=samples, first_turns=first_turns)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -364,31 +451,55 @@ def median_turn(timelines: Sequence[TurnTimeline]) -> TurnTimeline | None:
     return ordered[(len(ordered) - 1) // 2]
 
 
-def summarize(run: BenchRun) -> dict[str, Any]:
-    """The benchmark's JSON: p50/p95 per stage, voice to voice, overhead, first-audio ratio, machine, turns."""
-    timelines = run.timelines
+def figures(timelines: Sequence[TurnTimeline], first: TurnTimeline | None = None) -> dict[str, Any]:
+    """p50/p95 of voice to voice, each stage, the overhead and the first-audio ratio (2+ sentence replies)
+    over ``timelines``; the first turn after start beside them."""
     stages: dict[str, dict[str, float]] = {}
     for name in STAGES:
         values = [t.stage_intervals()[name] for t in timelines if name in t.stage_intervals()]
-        figures = percentiles([end - start for start, end in values])
-        if figures is not None:
-            stages[name] = {**figures, "turns": len(values)}
-    ratios = [r for t in timelines if (r := t.first_audio_ratio) is not None]
-    multi = [r for t in timelines if (r := t.first_audio_ratio) is not None and (t.sentence_count or 0) > 1]
+        found = percentiles([end - start for start, end in values])
+        if found is not None:
+            stages[name] = {**found, "turns": len(values)}
+    multi = [r for t in timelines if (r := t.multi_sentence_ratio) is not None]
     middle = median_turn(timelines)
     return {
         "turns": len(timelines),
-        "skipped_turns": [{"turn_id": t.turn_id, "outcome": t.outcome, "heard": t.heard} for t in run.skipped],
         "voice_to_voice_ms": percentiles([t.voice_to_voice_ms for t in timelines]),
+        "first_turn_ms": round(first.voice_to_voice_ms, 1) if first is not None else None,
+        "first_turn_id": first.turn_id if first is not None else None,
         "stages_ms": stages,
         "overhead_ms": percentiles([t.overhead_ms for t in timelines]),
-        "first_audio_ratio": percentiles(ratios),
-        "first_audio_ratio_multi_sentence": percentiles(multi),
+        "first_audio_ratio": percentiles(multi),
         "multi_sentence_turns": len(multi),
         "median_turn": middle.turn_id if middle is not None else None,
+    }
+
+
+def by_language(run: BenchRun) -> dict[str, dict[str, Any]]:
+    """``figures`` for each language measured, and for "both" when there are two."""
+    out: dict[str, dict[str, Any]] = {}
+    for language in LANGUAGES:
+        mine = [t for t in run.timelines if t.language == language]
+        if mine:
+            first = next((t for t in run.first_turns if t.language == language), None)
+            out[language] = figures(mine, first)
+    if len(out) != 1:
+        out["both"] = figures(run.timelines, run.first_turns[0] if run.first_turns else None)
+    return out
+
+
+def summarize(run: BenchRun) -> dict[str, Any]:
+    """The benchmark's JSON: p50/p95 per stage, voice to voice, overhead, first-audio ratio (over replies of
+    two or more sentences), the first turn after start, machine, turns; all of it also per language."""
+    everything = figures(run.timelines, run.first_turns[0] if run.first_turns else None)
+    return {
+        **everything,
+        "skipped_turns": [{"turn_id": t.turn_id, "outcome": t.outcome, "heard": t.heard} for t in run.skipped],
+        "languages": by_language(run),
+        "first_turns": [t.to_dict() for t in run.first_turns],
         "machine": run.machine,
         "samples": [{"language": s.language, "text": s.text, "path": str(s.path)} for s in run.samples],
-        "per_turn": [t.to_dict() for t in timelines],
+        "per_turn": [t.to_dict() for t in run.timelines],
     }
 
 
@@ -405,6 +516,8 @@ def _cpu_model() -> str:
 def machine_info(settings: Settings, conversation: Conversation, options: BenchOptions) -> dict[str, Any]:
     """What the figures came from: the machine, the profile and every model on the path."""
     import psutil
+
+    from assistant.threads import budgets
 
     a = settings.assistant
     persona = settings.persona(conversation.persona_id)
@@ -435,5 +548,7 @@ def machine_info(settings: Settings, conversation: Conversation, options: BenchO
             "tts": voices,
         },
         "sink": "NullSink (real time)",
+        "threads": budgets(),
+        "language": options.language,
     }
 

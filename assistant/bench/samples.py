@@ -36,11 +36,20 @@ class SampleSpec:
     voice: str
 
 
-#: What a person says to a companion at the end of the day.
+#: What a person says to a companion at the end of the day (the demo, the soak and the bench's first two).
 SAMPLE_SPECS: tuple[SampleSpec, ...] = (
     SampleSpec("ja", "こんばんは、今日はちょっと疲れちゃった。", "kokoro:jm_kumo"),
     SampleSpec("en", "Hi! Could you tell me something nice about today?", "piper:offline:joe-us"),
 )
+#: The bench's utterances: three per language (tired, a question, happy / anxious), taking turns ja, en, ...
+BENCH_SAMPLE_SPECS: tuple[SampleSpec, ...] = (
+    *SAMPLE_SPECS,
+    SampleSpec("ja", "ねえ、明日の朝は何時に起きたらいいと思う？", "kokoro:jm_kumo"),
+    SampleSpec("en", "I'm a bit nervous about my exam tomorrow.", "piper:offline:joe-us"),
+    SampleSpec("ja", "今日は友達とカフェに行って、すごく楽しかったよ。", "kokoro:jm_kumo"),
+    SampleSpec("en", "I had a really lovely walk in the park this evening.", "piper:offline:joe-us"),
+)
+LANGUAGES = ("ja", "en")
 
 
 @dataclass(frozen=True)
@@ -121,6 +130,15 @@ def make_sample(spec: SampleSpec, cache_dir: Path | None = None, lead_s: float =
 def sample_utterances(cache_dir: Path | None = None, specs: Sequence[SampleSpec] = SAMPLE_SPECS) -> list[Sample]:
     """The sample utterances (Japanese, then English) as cached WAV files."""
     return [make_sample(spec, cache_dir) for spec in specs]
+
+
+def bench_specs(language: str = "both") -> tuple[SampleSpec, ...]:
+    """The bench's utterances in ``language`` ("ja", "en" or "both": taking turns)."""
+    if language == "both":
+        return BENCH_SAMPLE_SPECS
+    if language not in LANGUAGES:
+        raise ValueError(f"language must be ja, en or both (got {language!r})")
+    return tuple(spec for spec in BENCH_SAMPLE_SPECS if spec.language == language)
 
 
 def turns(samples: Sequence[Sample], count: int) -> list[Sample]:
