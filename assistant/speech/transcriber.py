@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -24,6 +24,16 @@ class Transcript:
     #: Mean log-probability of the decoded tokens (closer to 0: more confident).
     avg_logprob: float = 0.0
     duration_s: float = 0.0
+    #: Mel frames (10 ms each) the encoder saw: under 3000 for a window fitted to the utterance, 3000 for
+    #: Whisper's full 30 s window, 0 when the backend does not say.
+    window_frames: int = 0
+    #: True when a fitted window's result looked degenerate and the full window decided the text instead.
+    is_fallback: bool = False
+
+
+class StaleTranscription(Exception):
+    """The caller's ``is_stale()`` said the job is no longer wanted; raised at a step boundary (before the
+    encoder or between the encoder and the decoder), so an abandoned job stops competing for the cores."""
 
 
 @runtime_checkable
@@ -33,8 +43,13 @@ class Transcriber(Protocol):
     def load(self) -> None:
         """Load the model (slow, blocking; call it from a worker thread). Raises ModelMissing/MissingExtra."""
 
-    def transcribe(self, audio: np.ndarray) -> Transcript:
-        """Recognise one utterance (blocking)."""
+    def transcribe(self, audio: np.ndarray, *, prompt: str | None = None, language: str | None = None,
+                   is_stale: Callable[[], bool] | None = None) -> Transcript:
+        """Recognise one utterance (blocking).
+
+        ``prompt``: the previous segment's text (context for the recogniser); ``language``: force this
+        language for this call (else the configured one, or detection); ``is_stale``: polled at step
+        boundaries — when it returns True the call raises :class:`StaleTranscription`."""
 
 
 def rms(audio: np.ndarray) -> float:
