@@ -74,6 +74,8 @@ def print_report(summary: dict[str, Any]) -> None:
     from rich.table import Table
 
     console = Console()
+    if not console.is_terminal:  # a pipe or a file: wide enough that no label wraps
+        console = Console(width=140)
     machine = summary["machine"]
     models = machine["models"]
     llm = models["llm"]
