@@ -25,6 +25,20 @@ def _primary(language: str) -> str:
     return language.replace("_", "-").split("-")[0].lower()
 
 
+#: A chunk ending in one of these is a whole sentence: the full sentence pause follows it.
+_SENTENCE_ENDS = "。｡！？!?.．…‥」』）)\"”"
+#: A first clause cut at a comma (こんばんは、): half the pause; cut between words: none, the sentence goes on.
+_CLAUSE_ENDS = "、，,;；:："
+
+
+def pause_after(text: str, sentence_pause_ms: int) -> int:
+    """The silence after a spoken chunk: the sentence pause after a sentence, less after a first clause."""
+    last = text.rstrip()[-1:]
+    if not last or last in _SENTENCE_ENDS:
+        return sentence_pause_ms
+    return sentence_pause_ms // 2 if last in _CLAUSE_ENDS else 0
+
+
 class SpeechStage(Stage):
     """Synthesises every Subtitle as soon as it arrives (while the LLM keeps streaming).
 
@@ -89,6 +103,7 @@ class SpeechStage(Stage):
         style = Style.from_voice(voice, bedtime=self.is_bedtime)
         started = now()
         pause_ms = style.sentence_pause_ms if style.sentence_pause_ms is not None else self.tts_cfg.sentence_pause_ms
+        pause_ms = pause_after(event.text, pause_ms)
         try:
             samples, rate, mouth = await self._run(self._synthesize, voice, event.text, style, pause_ms,  # type: ignore[misc]
                                                    event.fade_out_s)

@@ -67,3 +67,19 @@ async def test_a_voice_that_fails_is_reported_once_and_the_reply_goes_on(tmp_pat
     assert len(errors) == 1 and "missing.onnx" in errors[0].message and "\n" not in errors[0].message
     audios = [e for e in out if isinstance(e, Audio)]
     assert [a.sentence_index for a in audios] == [0, 1] and all(len(a.samples) == 0 for a in audios)
+
+
+async def test_a_first_clause_is_followed_by_a_shorter_pause_than_a_sentence(english_persona: PersonaConfig) -> None:
+    stage = SpeechStage({"joe": english_persona}, TtsConfig(sentence_pause_ms=400))
+    chunks = ["Good evening,", "I'm so glad you had a nice day", "because you deserve it."]
+    out = await run_stage(stage, [Subtitle(turn_id=1, persona="joe", sentence_index=i, text=t, language="en")
+                                  for i, t in enumerate(chunks)])
+    comma, words, sentence = [e for e in out if isinstance(e, Audio)]
+
+    def trailing_silence_s(audio: Audio) -> float:
+        voiced = np.flatnonzero(np.abs(audio.samples) > 1e-4)
+        return (len(audio.samples) - voiced[-1] - 1) / audio.sample_rate
+
+    assert trailing_silence_s(sentence) >= 0.4
+    assert 0.2 <= trailing_silence_s(comma) < 0.4
+    assert trailing_silence_s(words) < 0.2
