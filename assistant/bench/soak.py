@@ -372,22 +372,25 @@ def _progress(done: int, total: int, kind: str, seconds: float) -> None:
         print(f"soak turn {done}/{total} ({kind}, {seconds:.1f} s)", file=sys.stderr, flush=True)
 
 
-async def soak_command(settings: Settings, args: argparse.Namespace) -> int:
-    """Run the soak the arguments ask for, print the verdict (and JSON); 0 when flat, 1 when something grew."""
+async def soak_command(settings: Settings, turns: int, *, warmup: int | None = None, max_tokens: int = 12,
+                       json_path: Path | None = None, timeout_s: float = 180.0) -> int:
+    """Run a soak of ``turns`` turns, print the verdict (and write the JSON); 0 when flat, 1 when something
+    grew or too many turns failed. What `saijin bench --soak N` and ``python -m assistant.bench.soak`` run."""
     from assistant.errors import UsageError
 
-    if args.turns < 2:
-        raise UsageError(f"--turns {args.turns}: give at least 2 (a warm-up turn and a measured one)")
-    if args.warmup is not None and not 0 < args.warmup < args.turns:
-        raise UsageError(f"--warmup {args.warmup}: give 1 .. {args.turns - 1}")
-    options = SoakOptions(turns=args.turns, warmup=args.warmup, max_tokens=args.max_tokens,
-                          turn_timeout_s=args.timeout)
+    if turns < 2:
+        raise UsageError(f"--turns {turns}: give at least 2 (a warm-up turn and a measured one)")
+    if warmup is not None and not 0 < warmup < turns:
+        raise UsageError(f"--warmup {warmup}: give 1 .. {turns - 1}")
+    if max_tokens < 1:
+        raise UsageError(f"--max-tokens {max_tokens}: give at least 1")
+    options = SoakOptions(turns=turns, warmup=warmup, max_tokens=max_tokens, turn_timeout_s=timeout_s)
     report = await run_soak(settings, options, progress=_progress)
     figures = report.to_dict()
     problems = flatness_problems(report)
     figures["verdict"] = problems or "flat"
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if json_path is not None:
+        json_path.write_text(json.dumps(figures, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     _print_summary(figures, problems)
     return 1 if problems else 0
 
@@ -417,7 +420,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = load_settings(args.config, args.profile)
-        return asyncio.run(soak_command(settings, args))
+        return asyncio.run(soak_command(settings, args.turns, warmup=args.warmup, max_tokens=args.max_tokens,
+                                        json_path=Path(args.json) if args.json else None,
+                                        timeout_s=args.timeout))
     except SaijinError as error:
         print(f"saijin: {error}", file=sys.stderr)
         return error.exit_code

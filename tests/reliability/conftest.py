@@ -61,6 +61,17 @@ def quiet_config(config_dir: Path) -> Path:
     return config_dir
 
 
+#: The small embedded model (Gemma 3 270M, ~35 tokens/s on two cores): for tests about anything but the reply.
+FAST_LLM = {"kind": "embedded", "model": "offline:gemma3-270m"}
+
+
+def use_fast_llm(config_dir: Path, max_tokens: int = 24, profile: str = "cpu") -> None:
+    """The profile's embedded engine (AI_2) becomes the small Gemma model with short replies: the cpu profile's
+    chat model writes ~8 tokens/s here, which costs minutes across tests whose subject is not the reply."""
+    edit_yaml(config_dir / "profiles" / f"{profile}.yaml",
+              {"routing": {"engines": {"AI_2": {**FAST_LLM, "generation": {"max_tokens": max_tokens}}}}})
+
+
 def use_fast_voices(config_dir: Path, personas: tuple[str, ...] = ("yuuri", "miyu")) -> None:
     """Every listed persona speaks with the fast Piper voice (the TTS is not what those tests are about)."""
     for persona in personas:

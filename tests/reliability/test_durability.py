@@ -20,7 +20,7 @@ import pytest
 from assistant.config import load_settings
 from assistant.memory.store import MemoryStore
 from tests.memory.durability import KillResult, durability_trials, run_and_kill
-from tests.reliability.conftest import ROOT, edit_yaml, saijin_argv, saijin_env
+from tests.reliability.conftest import ROOT, edit_yaml, saijin_argv, saijin_env, use_fast_llm
 
 pytestmark = pytest.mark.slow
 
@@ -66,9 +66,7 @@ def _short_of(acknowledged: int, mid_conversation: int, wanted_mid: int) -> bool
 def test_every_turn_whose_reply_started_survives_kill_9_of_saijin_chat(quiet_config: Path) -> None:
     # Short replies, and a rolling summary every three turns, so kills also land while a summary is written.
     edit_yaml(quiet_config / "assistant.yaml", {"memory": {"summary_every": 3}})
-    edit_yaml(quiet_config / "profiles" / "cpu.yaml",
-              {"routing": {"engines": {"AI_2": {"kind": "embedded", "model": "offline:gemma3-270m",
-                                                "generation": {"max_tokens": 16}}}}})
+    use_fast_llm(quiet_config, max_tokens=16)
     settings = load_settings(quiet_config, "cpu")
     db = settings.data_path(settings.assistant.memory.database)
     argv = saijin_argv("chat", "--persona", "yuuri", "--no-voice", "--config", str(quiet_config), "--profile", "cpu")
