@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from assistant.config.schema import PersonaConfig, RulesConfig
+from assistant.conversation.endpointing import join_parts
 from assistant.conversation.responders import Responder, Scripted, Session, pick
 from assistant.errors import SaijinError
 from assistant.events import (
@@ -29,7 +30,8 @@ from assistant.events import (
     UserTurnReady,
     now,
 )
-from assistant.llm.prompt import UserMood, build_messages
+from assistant.llm.engine import ChatMessage
+from assistant.llm.prompt import PromptHistory, UserMood, build_messages, prefix_messages
 from assistant.llm.router import EngineRouter
 from assistant.llm.sentences import ExpressionTag, Sentence, SpokenTextStream
 from assistant.memory.recall import MemoryContext
@@ -64,6 +66,10 @@ class _Reply:
     #: Sentences whose playback began (each gets a PlaybackFinished, also when it is cut).
     started: set[int] = field(default_factory=set)
     is_generated: bool = False
+    #: The model's own text, as generated (what the kept conversation holds unless the reply was cut).
+    raw: list[str] = field(default_factory=list)
+    #: Whether a scripted line is part of the reply (then the kept conversation holds the spoken lines).
+    has_scripted: bool = False
     #: Set when the output has reported how much of each started sentence of a cut reply was heard.
     cut_reported: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -76,7 +82,8 @@ class ReplyStage(Stage):
 
     def __init__(self, rules: RulesConfig, personas: Mapping[str, PersonaConfig], persona_id: str,
                  router: EngineRouter, memory: ConversationMemory | None = None, mode: str = "normal",
-                 responders: Sequence[Responder] = (), is_voiced: bool = True) -> None:
+                 responders: Sequence[Responder] = (), is_voiced: bool = True,
+                 history_budget_chars: int = 2400) -> None:
         super().__init__()
         self.rules = rules
         self.personas = personas
@@ -87,7 +94,11 @@ class ReplyStage(Stage):
         self.responders = list(responders)
         self.is_voiced = is_voiced
         self._replies: dict[int, _Reply] = {}
-        self._history: list[tuple[str, str]] = []  # used when there is no memory store
+        #: The segment texts of recent user turns as memory stored them (a merged turn stores only its new words).
+        self._recorded_parts: dict[int, tuple[str, ...]] = {}
+        self.history_budget_chars = history_budget_chars
+        #: Per persona, the conversation as its engine saw it (the cached prefix of the next request).
+        self._histories: dict[str, PromptHistory] = {}
 
     @property
     def persona(self) -> PersonaConfig:
@@ -135,9 +146,8 @@ class ReplyStage(Stage):
         # Memory is read before this turn is written (so it does not recall itself), and the turn is
         # committed before any reply starts.
         memory_view = await self._memory_view(persona.id, turn.text)
-        history = self._history[-8:]
-        await self._record(persona.id, "user", turn.text, turn_id=turn.turn_id, emotion=turn.emotion,
-                           emotion_score=turn.emotion_score if turn.emotion else None)
+        await self._record(persona.id, "user", self._unrecorded_words(turn), turn_id=turn.turn_id,
+                           emotion=turn.emotion, emotion_score=turn.emotion_score if turn.emotion else None)
         reply = _Reply(persona=persona.id)
         self._replies[turn.turn_id] = reply
         yield Speaker(persona=persona.id, display_name=persona.display_name)
@@ -153,11 +163,15 @@ class ReplyStage(Stage):
                 yield produced
             speaker = self.personas.get(scripted.persona or persona.id, persona)
             reply.persona = speaker.id
+            reply.has_scripted = bool(scripted.lines)
             if speaker.id != persona.id:
                 yield Speaker(persona=speaker.id, display_name=speaker.display_name)
             for line in scripted.lines:
                 yield self._subtitle(turn, reply, speaker, line, is_scripted=True)
             if not scripted.then_llm:
+                kept = self._histories.get(speaker.id)  # else rebuilt from memory at its next model turn
+                if kept is not None:
+                    kept.add_user(turn.turn_id, turn.text)
                 async for produced in self._finish(turn, reply):
                     yield produced
                 return
@@ -166,7 +180,9 @@ class ReplyStage(Stage):
                 memory_view = await self._memory_view(persona.id, turn.text)
 
         mood = UserMood(turn.emotion, turn.emotion_score) if turn.emotion else None
-        messages = build_messages(self.rules, persona, turn.text, self.mode, mood, memory_view, history)
+        history = self._history(persona.id, memory_view)
+        messages = build_messages(self.rules, persona, turn.text, self.mode, mood, memory_view, history.messages)
+        history.add_user(turn.turn_id, messages[-1].content)
         yield timing(turn.turn_id, "prompt", started)
         log.info("turn %d prompt:\n%s", turn.turn_id, "\n".join(f"[{m.role}] {m.content}" for m in messages))
 
@@ -180,6 +196,7 @@ class ReplyStage(Stage):
                                     on_starting=lambda: self._say_starting(turn, reply, persona))
         try:
             async for piece in pieces:
+                reply.raw.append(piece)
                 if first_token_at is None:
                     first_token_at = now()
                     yield timing(turn.turn_id, "llm_first_token", requested, first_token_at)
@@ -244,6 +261,7 @@ class ReplyStage(Stage):
                   language: str | None = None, is_scripted: bool = False) -> Subtitle:
         index = len(reply.sentences)
         reply.sentences.append(text)
+        reply.has_scripted = reply.has_scripted or is_scripted
         if language is None:
             # A scripted line is written in the persona's language, whatever the user spoke.
             language = persona.language if is_scripted else (turn.language or persona.language)
@@ -252,6 +270,10 @@ class ReplyStage(Stage):
 
     async def _finish(self, turn: UserTurnReady, reply: _Reply) -> AsyncIterator[Event]:
         reply.is_generated = True
+        generated = "".join(reply.raw).strip()
+        kept = self._joined(reply.sentences) if reply.has_scripted or not generated else generated
+        if reply.persona in self._histories:
+            self._histories[reply.persona].set_reply(turn.turn_id, kept)
         yield ReplyDone(turn_id=turn.turn_id, persona=reply.persona, text=self._joined(reply.sentences),
                         sentence_count=len(reply.sentences))
         if not self.is_voiced:
@@ -296,6 +318,9 @@ class ReplyStage(Stage):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(reply.cut_reported.wait(), 0.5)
         self._replies.pop(turn_id, None)
+        # The next request carries what was heard, not what the model had written beyond it.
+        if reply.persona in self._histories:
+            self._histories[reply.persona].set_reply(turn_id, self._spoken_text(reply))
         await self._record_assistant(turn_id, reply, is_interrupted=True)
 
     async def _record_assistant(self, turn_id: int, reply: _Reply, is_interrupted: bool) -> None:
@@ -306,13 +331,40 @@ class ReplyStage(Stage):
         if self.memory is not None:
             self.memory.after_turn(reply.persona)
 
+    def _unrecorded_words(self, turn: UserTurnReady) -> str:
+        """What memory has not heard yet of this turn: a turn that continues an earlier one (the user went on
+        before its reply was heard) repeats that turn's words, which are stored already."""
+        parts = turn.parts or (turn.text,)
+        earlier = self._recorded_parts.pop(turn.merged_from, ()) if turn.merged_from is not None else ()
+        self._recorded_parts[turn.turn_id] = parts
+        while len(self._recorded_parts) > 8:
+            self._recorded_parts.pop(next(iter(self._recorded_parts)))
+        if earlier and parts[: len(earlier)] == earlier:
+            parts = parts[len(earlier):]
+        return join_parts(list(parts))
+
     async def _record(self, persona: str, role: str, text: str, *, turn_id: int, emotion: str | None = None,
                       emotion_score: float | None = None, is_interrupted: bool = False) -> None:
-        if self.memory is None:
-            self._history.append((role, text))
+        if self.memory is None or not text.strip():
             return
         await asyncio.to_thread(self.memory.record, persona, role, text, turn_id=turn_id, emotion=emotion,
                                 emotion_score=emotion_score, is_interrupted=is_interrupted)
+
+    def _history(self, persona: str, memory_view: MemoryContext | None = None) -> PromptHistory:
+        """``persona``'s kept conversation; the first time in this process, rebuilt from memory's recent turns."""
+        history = self._histories.get(persona)
+        if history is None:
+            recent = memory_view.recent if memory_view is not None else []
+            history = self._histories[persona] = PromptHistory.from_turns(recent, self.history_budget_chars)
+        return history
+
+    async def prompt_prefix(self, persona_id: str | None = None) -> list[ChatMessage]:
+        """What every next request of ``persona_id`` (default: the current persona) starts with: the system
+        message and the conversation so far (for warming an engine's cache)."""
+        persona = self.personas[persona_id or self.persona_id]
+        if persona.id not in self._histories and self.memory is not None:
+            self._history(persona.id, await self._memory_view(persona.id, ""))
+        return [*prefix_messages(self.rules, persona, self.mode), *self._history(persona.id).messages]
 
     async def _memory_view(self, persona: str, user_text: str) -> MemoryContext | None:
         if self.memory is None:

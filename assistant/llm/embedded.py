@@ -1,4 +1,10 @@
-"""The embedded engine: a GGUF model run in process by llama.cpp (llama-cpp-python), no server needed."""
+"""The embedded engine: a GGUF model run in process by llama.cpp (llama-cpp-python), no server needed.
+
+The engine keeps llama.cpp's evaluated state between turns: llama-cpp-python reuses the longest common token
+prefix of the previous prompt, and the persona prompt is shaped so that only the new turn is evaluated.
+Per system message (persona and mode) the evaluated conversation is saved when another one takes over and
+restored when it comes back, so a persona switch does not cost the next turns their cache.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,10 @@ import logging
 import os
 import sys
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +25,39 @@ from assistant.config.schema import EngineConfig, GenerationConfig
 from assistant.errors import EngineUnavailable, MissingExtra, ModelMissing
 from assistant.llm.engine import ChatMessage
 from assistant.models.offline import resolve_model
+from assistant.threads import cpu_threads
 
 log = logging.getLogger(__name__)
 
 _END = object()
 #: Gemma-style turn markers, used when the model file has no chat template of its own.
 _TURN_STOPS = ["<end_of_turn>", "<start_of_turn>", "<eos>"]
+
+
+#: Evaluated states kept for system messages other than the current one (a persona or mode switch).
+MAX_SAVED_PREFIXES = 3
+
+
+@dataclass(frozen=True)
+class PromptStats:
+    """How one request's prompt was evaluated: its tokens, and how many came from the previous state."""
+
+    prompt_tokens: int
+    reused_tokens: int
+    #: Seconds spent restoring a saved state (a switch back to another system message), else 0.
+    restore_s: float = 0.0
+
+    @property
+    def evaluated_tokens(self) -> int:
+        return self.prompt_tokens - self.reused_tokens
+
+
+@dataclass(frozen=True)
+class _SavedState:
+    """llama.cpp's memory (sequence 0) and the tokens it holds."""
+
+    tokens: tuple[int, ...]
+    data: bytes
 
 
 def _is_japanese(text: str) -> bool:
@@ -108,6 +144,12 @@ class EmbeddedEngine:
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()
         self.location = f"embedded:{config.model}"
+        self._template: Any = None
+        #: The system message the model's evaluated state belongs to, and saved states of others.
+        self._prefix_key: str | None = None
+        self._saved: OrderedDict[str, _SavedState] = OrderedDict()
+        #: How the last request's prompt was evaluated (chat style only).
+        self.last_stats: PromptStats | None = None
 
     def _model_path(self) -> Path:
         path = Path(resolve_model(self.config.model, self._base_dir))
@@ -128,12 +170,12 @@ class EmbeddedEngine:
             except ImportError:
                 raise MissingExtra("llama-cpp-python", "embedded", "the embedded LLM engine") from None
             path = self._model_path()
-            threads = self.config.n_threads or max(1, (os.cpu_count() or 2))
+            threads = self.config.n_threads or cpu_threads("llm")
             try:
                 chat_format = None if self.config.chat_format in ("transcript", "gemma") else self.config.chat_format
                 with quiet_stderr():
                     llama = Llama(model_path=str(path), n_ctx=self.config.n_ctx, n_threads=threads,
-                                  chat_format=chat_format, verbose=False)
+                                  n_threads_batch=threads, chat_format=chat_format, verbose=False)
             except Exception as exc:
                 raise ModelMissing(f"engine {self.name}: cannot load {path.name} ({exc}) — check the file or `saijin doctor`") from None
             metadata = getattr(llama, "metadata", {}) or {}
@@ -142,6 +184,8 @@ class EmbeddedEngine:
                 self.prompt_style = self.config.chat_format
             elif self.config.chat_format or has_template:
                 self.prompt_style = "chat"
+                if not self.config.chat_format:
+                    self._template = _template_of(llama)
             else:
                 self.prompt_style = "transcript"
             self._llama = llama
@@ -159,6 +203,9 @@ class EmbeddedEngine:
             "stream": True,
         }
         style = self.prompt_style
+        if style == "chat" and self._template is not None:
+            yield from self._chat_from_template(llama, messages, generation, params)
+            return
         if style == "chat":
             chunks = llama.create_chat_completion([m.as_dict() for m in messages], stop=generation.stop or None, **params)
             for chunk in chunks:
@@ -178,6 +225,37 @@ class EmbeddedEngine:
             if text:
                 first = False
                 yield text
+
+    def _chat_from_template(self, llama: Any, messages: list[ChatMessage], generation: GenerationConfig,
+                            params: dict[str, Any]) -> Iterator[str]:
+        """The model's own chat template, rendered and tokenized here (as llama-cpp-python's chat handler does)
+        so that the evaluated prefix can be kept per system message and measured."""
+        rendered = self._template(messages=[m.as_dict() for m in messages])
+        tokens = llama.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True)
+        restore_s = self._switch_prefix(llama, messages[0].content if messages and messages[0].role == "system" else "")
+        reused = llama.longest_token_prefix(llama._input_ids.tolist(), tokens) if llama.n_tokens else 0
+        self.last_stats = PromptStats(len(tokens), min(reused, len(tokens)), restore_s)
+        stops = [*(rendered.stop or []), *generation.stop]
+        for chunk in llama.create_completion(tokens, stop=stops, **params):
+            text = chunk["choices"][0].get("text")
+            if text:
+                yield text
+
+    def _switch_prefix(self, llama: Any, key: str) -> float:
+        """Another system message than the evaluated one: save this one's state, restore the other's if saved."""
+        if key == self._prefix_key:
+            return 0.0
+        started = time.perf_counter()
+        if self._prefix_key is not None and llama.n_tokens:
+            self._saved[self._prefix_key] = _save_sequence(llama)
+            self._saved.move_to_end(self._prefix_key)
+            while len(self._saved) > MAX_SAVED_PREFIXES:
+                self._saved.popitem(last=False)
+        self._prefix_key = key
+        saved = self._saved.pop(key, None)
+        if saved is not None and not _restore_sequence(llama, saved):
+            log.info("embedded engine %s: could not restore a saved prompt state; evaluating it again", self.name)
+        return time.perf_counter() - started
 
     async def stream(self, messages: list[ChatMessage], generation: GenerationConfig) -> AsyncIterator[str]:
         loop = asyncio.get_running_loop()
@@ -220,6 +298,55 @@ class EmbeddedEngine:
         await asyncio.to_thread(self.load)
 
     async def aclose(self) -> None:
+        self._saved.clear()
+        self._prefix_key = None
         llama, self._llama = self._llama, None
         if llama is not None:
             await asyncio.to_thread(llama.close) if hasattr(llama, "close") else None
+
+
+def _template_of(llama: Any) -> Any:
+    """The GGUF's own chat template as llama-cpp-python builds it (same tokens as its chat handler)."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    eos_id, bos_id = llama.token_eos(), llama.token_bos()
+    model = llama._model
+    return Jinja2ChatFormatter(
+        template=llama.metadata["tokenizer.chat_template"],
+        eos_token=model.token_get_text(eos_id) if eos_id != -1 else "",
+        bos_token=model.token_get_text(bos_id) if bos_id != -1 else "",
+        stop_token_ids=[eos_id],
+    )
+
+
+def _save_sequence(llama: Any) -> _SavedState:
+    """The evaluated tokens of sequence 0 and llama.cpp's memory for them (not the logits buffer, which
+    ``Llama.save_state`` copies whole: hundreds of MB for a large vocabulary)."""
+    import ctypes
+
+    import llama_cpp
+
+    ctx = llama._ctx.ctx
+    size = llama_cpp.llama_state_seq_get_size(ctx, 0)
+    buffer = (ctypes.c_uint8 * size)()
+    written = llama_cpp.llama_state_seq_get_data(ctx, buffer, size, 0)
+    return _SavedState(tuple(llama._input_ids.tolist()), bytes(buffer[:written]))
+
+
+def _restore_sequence(llama: Any, saved: _SavedState) -> bool:
+    """Put a saved sequence back; the next prompt then reuses it as its prefix. False if llama.cpp refused."""
+    import ctypes
+
+    import llama_cpp
+
+    ctx = llama._ctx.ctx
+    llama._ctx.kv_cache_seq_rm(-1, 0, -1)
+    buffer = (ctypes.c_uint8 * len(saved.data)).from_buffer_copy(saved.data)
+    if not saved.data or llama_cpp.llama_state_seq_set_data(ctx, buffer, len(saved.data), 0) == 0:
+        llama.n_tokens = 0
+        return False
+    count = len(saved.tokens)
+    llama.input_ids[:count] = saved.tokens
+    llama.n_tokens = count
+    llama._requires_eval = True  # logits are not restored: a prompt equal to the state evaluates its last token
+    return True

