@@ -298,16 +298,20 @@ class Conversation:
         self.pipeline.emit(event)
 
     async def warm_up(self) -> None:
-        """Load the current persona's engine and let it read the persona's prompt once, so the first turn
-        pays neither the model load nor the prompt (llama.cpp and vLLM reuse a repeated prefix)."""
+        """Before the first turn: load the current persona's engine and let it evaluate what every request of
+        this persona starts with (the system message and the conversation so far), and open the connection
+        of an OpenAI-compatible engine — so the first turn is as fast as the later ones. Nothing is added to
+        the conversation (a one-token request; its reply is dropped)."""
         from assistant.config.schema import GenerationConfig
-        from assistant.llm.prompt import build_messages
 
         persona = self.settings.persona(self.persona_id)
         engine = self.router.engine(self.router.chain(persona)[0])
-        messages = build_messages(self.settings.rules, persona, "こんにちは", self.mode)
+        reply = next((s for s in self.pipeline.stages if isinstance(s, ReplyStage)), None)
+        if reply is None:
+            return
+        messages = await reply.prompt_prefix(persona.id)
         try:
-            async for _ in engine.stream(messages, GenerationConfig(max_tokens=1)):
+            async for _ in engine.stream(messages, GenerationConfig(max_tokens=1, temperature=0.0)):
                 pass
         except SaijinError as exc:
             log.info("warm-up of %s failed: %s", engine.name, exc)
