@@ -330,7 +330,7 @@ def _save_sequence(llama: Any) -> _SavedState:
     size = llama_cpp.llama_state_seq_get_size(ctx, 0)
     buffer = (ctypes.c_uint8 * size)()
     written = llama_cpp.llama_state_seq_get_data(ctx, buffer, size, 0)
-    return _SavedState(tuple(llama._input_ids.tolist()), bytes(buffer[:written]))
+    return _SavedState(tuple(llama._input_ids.tolist()), ctypes.string_at(buffer, written))
 
 
 def _restore_sequence(llama: Any, saved: _SavedState) -> bool:

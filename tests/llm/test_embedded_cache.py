@@ -62,7 +62,8 @@ async def test_a_persona_switch_keeps_each_personas_evaluated_prompt(default_eng
     await _turn(default_engine, settings, "yuuri", yuuri, 1, "ただいま。")
     yuuri_prompt = default_engine.last_stats.prompt_tokens  # type: ignore[union-attr]
     await _turn(default_engine, settings, "miyu", miyu, 2, "美遊、いる？")
-    assert default_engine.last_stats.reused_tokens < yuuri_prompt // 2  # type: ignore[union-attr]
+    # Only the rules, which both personas' prompts start with, are shared.
+    assert default_engine.last_stats.reused_tokens < yuuri_prompt - 100  # type: ignore[union-attr]
     await _turn(default_engine, settings, "yuuri", yuuri, 3, "また悠璃と話したいな。")
     stats = default_engine.last_stats
     assert stats is not None and stats.restore_s > 0
