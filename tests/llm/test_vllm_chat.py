@@ -13,7 +13,7 @@ import pytest
 
 from assistant.config import load_settings
 from assistant.conversation.reply import ReplyStage
-from assistant.events import StageTiming, Subtitle, UserTurnReady
+from assistant.events import StageTiming, Subtitle, TurnDone, UserTurnReady
 from assistant.llm.router import EngineRouter, override_routing
 from assistant.pipeline.bus import Bus
 from assistant.pipeline.runtime import Pipeline
@@ -93,3 +93,34 @@ def _metrics(server) -> dict[str, float]:
 
 def _generated_tokens(server) -> float:
     return _metrics(server).get("vllm:generation_tokens_total", 0.0)
+
+
+async def test_a_later_turn_hits_vllms_prefix_cache(vllm_server, config_dir: Path) -> None:
+    """Two turns of one conversation through the real reply stage: vLLM's own counters show that the second
+    request found the first one's prompt (system message, example turns, first exchange) in its prefix cache."""
+    settings = load_settings(config_dir, "cpu")
+    routing = override_routing(vllm_server.base_url, vllm_server.model)
+    routing.engines["cli"].generation.max_tokens = 16
+    router = EngineRouter(routing)
+    bus = Bus()
+    done: list[TurnDone] = []
+    bus.subscribe(lambda e: done.append(e) if isinstance(e, TurnDone) else None)
+    hits: list[float] = []
+    queries: list[float] = []
+    async with Pipeline([ReplyStage(settings.rules, settings.personas, "yuuri", router, is_voiced=False)], bus) as p:
+        for turn, text in enumerate(["こんばんは", "今日は雨だったね"], start=1):
+            before = _metrics(vllm_server)
+            p.emit(UserTurnReady(turn_id=turn, text=text))
+            while len(done) < turn:
+                await asyncio.sleep(0.05)
+            after = _metrics(vllm_server)
+            hits.append(_counter(after, "prefix_cache_hits") - _counter(before, "prefix_cache_hits"))
+            queries.append(_counter(after, "prefix_cache_queries") - _counter(before, "prefix_cache_queries"))
+    await router.aclose()
+    assert queries[0] > 0 and queries[1] > 0, (queries, hits)
+    # Most of the second prompt was already computed: the whole first request is its prefix.
+    assert hits[1] >= 0.6 * queries[1], (queries, hits)
+
+
+def _counter(metrics: dict[str, float], part: str) -> float:
+    return sum(value for name, value in metrics.items() if part in name and not name.endswith("_created"))
