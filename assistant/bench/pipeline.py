@@ -422,6 +422,10 @@ async def run_bench(settings: Settings, options: BenchOptions,
                 if progress is not None:
                     progress(index + 1, options.turns, done[-1] if done else None)
             load_after = os.getloadavg()
+            # A background summary still generating when the engine closes can crash llama.cpp: let it end.
+            from assistant.bench.soak import settle
+
+            await settle(conversation)
         machine = machine_info(bench_settings, conversation, options)
         machine["load_average"] = {"before": [round(x, 2) for x in load_before],
                                    "after": [round(x, 2) for x in load_after]}
