@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import sys
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from assistant.config import load_settings
 from assistant.errors import UsageError
 from assistant.events import Event, Interrupted, TurnDone, TurnDropped
 from assistant.pipeline.assemble import Conversation
+
+log = logging.getLogger(__name__)
 
 HELP = "voice conversation: --input mic|browser|FILE.wav, --output speaker|browser|FILE.wav"
 
@@ -69,13 +72,21 @@ async def run(args: argparse.Namespace) -> int:
                     print_turn(result, names)
 
         conversation.bus.subscribe(show)
+        # While the user begins to speak, the engine reads the persona's prompt and its connection opens, so
+        # the first reply comes as fast as the later ones.
+        warming = asyncio.create_task(conversation.warm_up(), name="warm-up")
+        warming.add_done_callback(lambda task: None if task.cancelled() or task.exception() is None
+                                  else log.debug("warm-up failed", exc_info=task.exception()))
         if conversation.bridge is not None:
             print(f"avatar page: {conversation.bridge.url}   websocket: {conversation.bridge.ws_url}", file=sys.stderr)
-        if options.input == "file":
-            await conversation.pipeline.wait_runners()
-            await conversation.pipeline.wait_idle()
-            return 0
-        print("listening… (Ctrl-C to stop)", file=sys.stderr)
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.Event().wait()  # until Ctrl-C
+        try:
+            if options.input == "file":
+                await conversation.pipeline.wait_runners()
+                await conversation.pipeline.wait_idle()
+                return 0
+            print("listening… (Ctrl-C to stop)", file=sys.stderr)
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.Event().wait()  # until Ctrl-C
+        finally:
+            warming.cancel()
     return 0

@@ -129,7 +129,8 @@ class Conversation:
         settings.persona(persona_id)  # a clear error for an unknown persona
         self.persona_id = persona_id
         self.mode = startup_mode(settings.assistant.bedtime, self.state, datetime.now(), options.mode)
-        self.turns = TurnController(settings.assistant.barge_in, settings.assistant.bedtime.barge_in_min_speech_ms)
+        a = settings.assistant
+        self.turns = TurnController(a.barge_in, a.bedtime.barge_in_min_speech_ms, turns=a.turns, vad=a.vad)
         self.bedtime = BedtimeResponder(settings.personas, settings.assistant.bedtime)
         self.pipeline = Pipeline(self._stages(), self.bus)
         self._results: dict[int, TurnResult] = {}
@@ -250,7 +251,8 @@ class Conversation:
         from assistant.audio.vad import VadStage
 
         a = self.settings.assistant
-        return VadStage(a.vad, a.barge_in, a.bedtime)
+        # Adaptive end of turn: each pause is recognised at once, and the VAD waits for its words.
+        return VadStage(a.vad, a.barge_in, a.bedtime, wait_for_words=a.asr.speculative)
 
     def _understand(self) -> Stage:
         from assistant.speech.emotion import make_emotion_tagger

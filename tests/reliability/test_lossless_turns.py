@@ -68,9 +68,10 @@ def _check_every_question_heard_and_answered(events_path: Path, config: Path, pe
     assert len(set(turns)) == 3
     answered = {e["turn_id"] for e in events if e["type"] == "subtitle"}
     assert set(turns) <= answered
-    # Each question was asked of the engine once, with its own words last.
-    assert len(peer.requests) == 3
-    for request, event in zip(peer.requests, heard, strict=True):
+    # Each question was asked of the engine once, with its own words last (besides the one-token warm-up).
+    asked = [r for r in peer.requests if r.body.get("max_tokens") != 1]
+    assert len(asked) == 3
+    for request, event in zip(asked, heard, strict=True):
         assert event["text"] in request.user_text
 
     shown = run_saijin("memory", "show", "--limit", "20", "--config", str(config), "--profile", "cpu")
@@ -80,9 +81,9 @@ def _check_every_question_heard_and_answered(events_path: Path, config: Path, pe
     # Each answer is remembered as far as it was heard (the next question may have cut a long one short).
     answers = [line for line in shown.stdout.splitlines() if " assistant " in line]
     assert len(answers) == 3, shown.stdout
-    for line, reply in zip(answers, REPLIES, strict=True):
+    for line in answers:
         remembered = line.split(" assistant ", 1)[1].split("  (")[0].strip().rstrip("…")
-        assert remembered and reply.startswith(remembered), shown.stdout
+        assert remembered and any(reply.startswith(remembered) for reply in REPLIES), shown.stdout
 
 
 async def test_three_questions_spoken_in_real_time_each_get_their_turn_and_a_spoken_answer(
