@@ -79,7 +79,9 @@ async def test_a_150_ms_blip_does_not_interrupt_and_every_sentence_plays(
     assert not result.is_interrupted and not record.of(Interrupted)
     assert len(record.of(TurnDone, turn)) == 1
     audio = sorted(record.of(Audio, turn), key=lambda a: a.sentence_index)
-    assert [a.sentence_index for a in audio] == [0, 1, 2] and result.reply == REPLY
+    # Every spoken chunk (three sentences; the first may be spoken from a short first clause) played.
+    chunks = len(result.sentences)
+    assert chunks in (3, 4) and [a.sentence_index for a in audio] == list(range(chunks)) and result.reply == REPLY
     finished = {e.sentence_index: e for e in record.of(PlaybackFinished, turn)}
     for a in audio:
         assert finished[a.sentence_index].played_s == finished[a.sentence_index].duration_s == a.duration_s

@@ -44,7 +44,9 @@ async def test_with_the_echo_gate_the_assistant_does_not_hear_itself(
 
     played = sum(b.duration_s for b in t.sink.blocks if b.turn_id == turn)
     print(f"\necho gate {gate} ({model}): {echo.echoed_s:.2f} s of the reply fed back to the microphone")
-    assert {e.sentence_index for e in record.of(PlaybackStarted, turn)} == {0, 1, 2}
+    # Every spoken chunk played (three sentences; the first may be spoken from a short first clause).
+    chunks = len(result.sentences)
+    assert chunks in (3, 4) and {e.sentence_index for e in record.of(PlaybackStarted, turn)} == set(range(chunks))
     assert echo.echoed_s == pytest.approx(played, abs=0.01) and played > 5.0
     assert not result.is_interrupted and not record.of(Interrupted)
     assert len(record.of(TurnDone, turn)) == 1 and result.reply == REPLY
