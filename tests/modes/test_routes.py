@@ -220,15 +220,19 @@ def test_the_prompt_carries_the_bedtime_overlay_and_reassurance(shipped_settings
     overlay, comfort = rules.bedtime_overlay.strip(), rules.reassurance_first.strip()
     assert overlay and comfort
 
-    def system(mode: str, mood: UserMood | None = None) -> str:
-        messages = build_messages(rules, persona, "眠れないの", mode, mood)
-        assert messages[0].role == "system" and messages[-1].content == "眠れないの"
-        return messages[0].content
+    comfort = comfort.rstrip("。")
 
-    assert overlay in system("bedtime") and comfort not in system("bedtime")
-    assert overlay in system("bedtime", UserMood("sad", 0.9)) and comfort in system("bedtime", UserMood("sad", 0.9))
-    assert comfort in system("bedtime", UserMood("fearful", 0.8))
-    assert overlay not in system("normal") and comfort not in system("normal", UserMood("sad", 0.9))
+    def prompt(mode: str, mood: UserMood | None = None) -> tuple[str, str]:
+        """(the system message, the user's message): the mode is in the first, this turn's notes in the second."""
+        messages = build_messages(rules, persona, "眠れないの", mode, mood)
+        assert messages[0].role == "system" and messages[-1].content.startswith("眠れないの")
+        return messages[0].content, messages[-1].content
+
+    assert overlay in prompt("bedtime")[0] and comfort not in prompt("bedtime")[1]
+    system, user = prompt("bedtime", UserMood("sad", 0.9))
+    assert overlay in system and comfort in user and comfort not in system
+    assert comfort in prompt("bedtime", UserMood("fearful", 0.8))[1]
+    assert overlay not in prompt("normal")[0] and comfort not in prompt("normal", UserMood("sad", 0.9))[1]
 
 
 def test_a_bedtime_stage_alone_never_switches_outside_the_schedule(bedtime_cfg: BedtimeConfig,
