@@ -59,7 +59,7 @@ from assistant.pipeline.stage import Stage
 log = logging.getLogger(__name__)
 
 #: The stages reported, in the order they happen on a turn (the LatencyObserver's names).
-STAGES = ("end_of_speech", "asr_wait", "asr", "emotion", "prompt", "llm_first_token", "first_sentence",
+STAGES = ("end_of_speech", "asr_wait", "asr", "transcript", "emotion", "prompt", "llm_first_token", "first_sentence",
           "tts_first_audio", "playback_start")
 #: Stages whose intervals make up the work on the critical path; the LLM counts up to its first sentence
 #: (first_sentence, which starts with the request). playback_start is the pipeline's own: the output stage
@@ -124,6 +124,8 @@ class TurnTimeline:
     audio_count: int = 0
     sentence_count: int | None = None
     heard: str = ""
+    #: When the words were known (the user-transcript event).
+    transcript_at: float | None = None
     language: str = ""
     reply: str = ""
     outcome: str = ""  # done | dropped | interrupted
@@ -142,6 +144,8 @@ class TurnTimeline:
         out: dict[str, tuple[float, float]] = {}
         if self.decided_at is not None:
             out["end_of_speech"] = (0.0, self.rel(self.decided_at))
+        if self.transcript_at is not None:
+            out["transcript"] = (0.0, self.rel(self.transcript_at))
         for name in ("asr_wait", "asr", "emotion", "prompt", "llm_first_token", "first_sentence", "tts_first_audio"):
             start_end = self.intervals.get(name)
             if start_end is None and name == "first_sentence":
@@ -246,6 +250,7 @@ class TimelineRecorder:
             timeline.speech_end, timeline.decided_at = event.speech_end, event.decided_at
         elif isinstance(event, UserTranscript):
             timeline.heard, timeline.language = event.text, event.language
+            timeline.transcript_at = timeline.transcript_at or now()
         elif isinstance(event, StageTiming):
             name = "tts_first_audio" if event.stage == "tts" else event.stage
             timeline.intervals.setdefault(name, (event.started_at, event.ended_at))

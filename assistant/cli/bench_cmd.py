@@ -32,6 +32,7 @@ STAGE_LABELS = {
     "end_of_speech": "end of speech (VAD decision)",
     "asr_wait": "ASR waiting (busy with a superseded speculation)",
     "asr": "ASR",
+    "transcript": "end of speech -> transcript",
     "emotion": "emotion",
     "prompt": "prompt + memory",
     "llm_first_token": "LLM first token",
@@ -56,6 +57,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--voice", action="append", default=[], metavar="[LANG=]VOICE",
                         help="speak with this voice (offline:joe-us, piper:NAME, kokoro:jf_alpha, vits:PATH); "
                              "LANG= for one language only; repeatable")
+    parser.add_argument("--soak", type=int, default=None, metavar="N",
+                        help="instead: N turns in one process; memory, threads, tasks and open files must stay flat")
+    parser.add_argument("--asr-window", action="store_true",
+                        help="instead: Whisper's encoder window fitted to each utterance against the full 30 s "
+                             "window, CER and time over 24 Japanese and English utterances")
 
 
 def _ms(figures: dict[str, float] | None, key: str, digits: int = 0) -> str:
@@ -184,6 +190,10 @@ async def run(args: argparse.Namespace) -> int:
         raise UsageError("--llm-model needs --llm-url (the server to ask)")
     language = args.language or ("en" if args.asr_model and is_english_only(args.asr_model) else "both")
     settings = load_settings(args.config, args.profile)
+    if args.soak is not None or args.asr_window:
+        if args.plot:
+            raise UsageError("--plot draws a latency run; it does not go with --soak or --asr-window")
+        return await _other_bench(args, settings)
     options = BenchOptions(turns=args.turns, warmup=args.warmup, persona=args.persona, llm_url=args.llm_url,
                            llm_model=args.llm_model, events_path=Path(args.events) if args.events else None,
                            turn_timeout_s=args.timeout, language=language, asr_model=args.asr_model,
@@ -197,3 +207,22 @@ async def run(args: argparse.Namespace) -> int:
         print("saijin: no turn was measured, so there is nothing to plot", file=sys.stderr)
         return 1
     return 0 if bench.timelines else 1
+
+
+async def _other_bench(args: argparse.Namespace, settings: Any) -> int:
+    """`--soak N` (flatness over a long run) or `--asr-window` (fitted against full encoder window)."""
+    json_path = Path(args.json) if args.json else None
+    if args.soak is not None:
+        from assistant.bench.soak import soak_command
+
+        return await soak_command(settings, args.soak, warmup=args.warmup, json_path=json_path,
+                                  timeout_s=args.timeout)
+    import asyncio
+
+    from assistant.bench.asr_window import run_asr_window_bench, to_markdown
+
+    results = await asyncio.to_thread(run_asr_window_bench)
+    print(to_markdown(results))
+    if json_path is not None:
+        json_path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return 0

@@ -298,11 +298,17 @@ class EmbeddedEngine:
         await asyncio.to_thread(self.load)
 
     async def aclose(self) -> None:
-        self._saved.clear()
-        self._prefix_key = None
-        llama, self._llama = self._llama, None
-        if llama is not None:
-            await asyncio.to_thread(llama.close) if hasattr(llama, "close") else None
+        """Free the model — once no worker is decoding with it (a stream closed mid-prompt still runs its
+        evaluation to the end; freeing the model under it crashes the process)."""
+        def close_when_idle() -> None:
+            with self._run_lock:
+                self._saved.clear()
+                self._prefix_key = None
+                llama, self._llama = self._llama, None
+                if llama is not None and hasattr(llama, "close"):
+                    llama.close()
+
+        await asyncio.to_thread(close_when_idle)
 
 
 def _template_of(llama: Any) -> Any:
