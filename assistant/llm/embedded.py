@@ -143,6 +143,11 @@ class EmbeddedEngine:
         self.prompt_style = "transcript"
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()
+        #: Set while a stream that nobody reads any more (a cancelled turn, a closing engine) still evaluates:
+        #: llama.cpp's abort callback asks it between graph nodes, so even a long prompt stops at once.
+        self._abandoned: threading.Event | None = None
+        self._is_closing = False
+        self._abort_callback: Any = None
         self.location = f"embedded:{config.model}"
         self._template: Any = None
         #: The system message the model's evaluated state belongs to, and saved states of others.
@@ -188,6 +193,8 @@ class EmbeddedEngine:
                     self._template = _template_of(llama)
             else:
                 self.prompt_style = "transcript"
+            self._is_closing = False
+            self._watch_for_abandon(llama)
             self._llama = llama
             self.location = f"embedded:{path.name}"
             log.info("embedded engine %s loaded %s (prompt style: %s)", self.name, path.name, self.prompt_style)
@@ -257,26 +264,48 @@ class EmbeddedEngine:
             log.info("embedded engine %s: could not restore a saved prompt state; evaluating it again", self.name)
         return time.perf_counter() - started
 
+    def _watch_for_abandon(self, llama: Any) -> None:
+        """Let llama.cpp give up a decode whose stream was closed (or whose engine is closing)."""
+        try:
+            import llama_cpp
+
+            def should_abort(_data: Any) -> bool:
+                return self._is_closing or (self._abandoned is not None and self._abandoned.is_set())
+
+            self._abort_callback = llama_cpp.ggml_abort_callback(should_abort)
+            llama_cpp.llama_set_abort_callback(llama.ctx, self._abort_callback, None)
+        except Exception:  # an older build without the call: streams stop at the next token instead
+            log.debug("llama.cpp abort callback not available", exc_info=True)
+
     async def stream(self, messages: list[ChatMessage], generation: GenerationConfig) -> AsyncIterator[str]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()
         stop = threading.Event()
 
+        def hand_over(item: object) -> None:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+
         def work() -> None:
             try:
                 with self._run_lock:
+                    if stop.is_set() or self._is_closing:
+                        return
+                    self._abandoned = stop
                     generator = self._generate(messages, generation)
                     try:
                         for piece in generator:
                             if stop.is_set():
                                 break
-                            loop.call_soon_threadsafe(queue.put_nowait, piece)
+                            hand_over(piece)
                     finally:
                         generator.close()
-            except BaseException as exc:  # handed to the event loop and raised there
-                loop.call_soon_threadsafe(queue.put_nowait, exc)
+                        self._abandoned = None
+            except BaseException as exc:  # handed to the event loop and raised there (unless abandoned)
+                if not stop.is_set():
+                    hand_over(exc)
             finally:
-                loop.call_soon_threadsafe(queue.put_nowait, _END)
+                hand_over(_END)
 
         worker = loop.run_in_executor(None, work)
         try:
@@ -301,6 +330,7 @@ class EmbeddedEngine:
         """Free the model — once no worker is decoding with it (a stream closed mid-prompt still runs its
         evaluation to the end; freeing the model under it crashes the process)."""
         def close_when_idle() -> None:
+            self._is_closing = True  # a decode in progress gives up at once (the abort callback)
             with self._run_lock:
                 self._saved.clear()
                 self._prefix_key = None
