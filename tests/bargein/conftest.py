@@ -122,9 +122,9 @@ class ScriptedPeer:
             writer.close()
 
 
-@pytest.fixture
-async def peer() -> AsyncIterator[ScriptedPeer]:
-    peer = ScriptedPeer()
+@contextlib.asynccontextmanager
+async def serving(peer: ScriptedPeer) -> AsyncIterator[ScriptedPeer]:
+    """``peer`` listening on a free loopback port for as long as the block runs."""
     server = await asyncio.start_server(peer.handle, "127.0.0.1", 0)
     peer.port = server.sockets[0].getsockname()[1]
     try:
@@ -132,6 +132,12 @@ async def peer() -> AsyncIterator[ScriptedPeer]:
     finally:
         server.close()
         await server.wait_closed()
+
+
+@pytest.fixture
+async def peer() -> AsyncIterator[ScriptedPeer]:
+    async with serving(ScriptedPeer()) as running:
+        yield running
 
 
 # ------------------------------------------------------------------------------------------------

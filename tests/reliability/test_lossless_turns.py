@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from assistant.audio.wavfile import write_wav
-from tests.bargein.conftest import ScriptedPeer
+from tests.bargein.conftest import ScriptedPeer, serving
 from tests.fixtures.speech import SpeechMaker, cer, speech_span, wer
 from tests.reliability.conftest import RATE, run_saijin, saijin_argv, saijin_env, use_fast_voices
 
@@ -40,14 +40,8 @@ def three_questions_wav(tmp_path_factory: pytest.TempPathFactory, speech_maker: 
 
 @pytest.fixture
 async def quick_peer() -> AsyncIterator[ScriptedPeer]:
-    peer = ScriptedPeer(replies=list(REPLIES))
-    server = await asyncio.start_server(peer.handle, "127.0.0.1", 0)
-    peer.port = server.sockets[0].getsockname()[1]
-    try:
+    async with serving(ScriptedPeer(replies=list(REPLIES))) as peer:
         yield peer
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 async def _run(*args: str) -> tuple[int, str, str]:
