@@ -9,12 +9,22 @@ Override any budget with an environment variable: ``SAIJIN_THREADS_ASR=2`` (also
 ``_EMOTION``); ``SAIJIN_CPUS=4`` pretends the machine has that many usable cores (for testing budgets);
 ``SAIJIN_THREADS=library`` turns budgets off (each library's own default: a thread per core, spinning pools),
 for comparison in benchmarks.
+
+Budgets share the cores while stages overlap; `CORES` decides who has them when the user is waiting: work
+on the critical path (a transcription, a reply's first spoken clause) holds `CORES.urgent()`, and the
+embedded LLM writing ahead waits at its next token (`CORES.wait_while_urgent()`) until that work is done.
+On two cores this halves Kokoro's first clause (measured in docs/benchmarks.md). ``SAIJIN_CORE_PRIORITY=off``
+turns it off; it is off by itself on more than four cores, where the stages have cores of their own.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -44,7 +54,8 @@ def cpu_threads(stage: str) -> int:
 
     - asr: all cores (one Whisper decode at a time; the user is waiting on nothing else then);
     - llm: all cores on 1-2 cores (token speed is the critical path), else all but the TTS share;
-    - tts: one thread on up to 4 cores, then a quarter of them (at most 4): it overlaps the LLM;
+    - tts: every core on 1-2 cores (its first clause is on the critical path), one thread on 3-4 cores, then
+      a quarter of them (at most 4): it overlaps the LLM;
     - emotion: one thread (tiny models, runs beside ASR).
     """
     if stage not in STAGES:
@@ -65,7 +76,9 @@ def budgets() -> dict[str, int | str]:
 
 
 def _budget(stage: str, cores: int) -> int:
-    tts = 1 if cores <= 4 else min(4, cores // 4)
+    # Two TTS threads on two cores: the first clause runs with the LLM paused (CORES), and beside the LLM
+    # two non-spinning threads still finish a clause sooner than one (2.1 s against 2.7 s, measured).
+    tts = min(cores, 2) if cores <= 2 else 1 if cores <= 4 else min(4, cores // 4)
     if stage == "asr":
         return min(cores, 8)
     if stage == "llm":  # llama.cpp gains little past 16 threads
@@ -137,3 +150,65 @@ def thread_count() -> int:
         return len(os.listdir("/proc/self/task"))
     except OSError:
         return 0
+
+
+class CorePriority:
+    """Who has the cores while the user waits: urgent work (held with `urgent`) makes background work
+    (which calls `wait_while_urgent` at its safe points, e.g. between two LLM tokens) pause until it ends.
+
+    Background work waits at most `max_wait_s` per call, so a stuck holder cannot stall a reply for good.
+    """
+
+    def __init__(self, enabled: bool | None = None, max_wait_s: float = 5.0) -> None:
+        self._enabled = enabled
+        self.max_wait_s = max_wait_s
+        self._holders = 0
+        self._changed = threading.Condition()
+
+    @property
+    def enabled(self) -> bool:
+        if self._enabled is not None:
+            return self._enabled
+        setting = os.environ.get("SAIJIN_CORE_PRIORITY", "").strip().lower()
+        if setting in ("off", "0", "false", "no"):
+            return False
+        return budgets_enabled() and (setting in ("on", "1", "true", "yes") or available_cpus() <= 4)
+
+    @property
+    def is_urgent(self) -> bool:
+        return self._holders > 0
+
+    @contextmanager
+    def urgent(self) -> Iterator[None]:
+        """Hold the cores for the work inside the block (nestable, any thread)."""
+        if not self.enabled:
+            yield
+            return
+        with self._changed:
+            self._holders += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._holders -= 1
+                if self._holders == 0:
+                    self._changed.notify_all()
+
+    def wait_while_urgent(self, is_cancelled: Callable[[], bool] | None = None) -> float:
+        """Block while urgent work runs — at most `max_wait_s`, and no longer once `is_cancelled()` (asked
+        every 50 ms); the seconds waited."""
+        if self._holders == 0:
+            return 0.0
+        started = time.monotonic()
+        deadline = started + self.max_wait_s
+        with self._changed:
+            while self._holders and not (is_cancelled is not None and is_cancelled()):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._changed.wait(min(0.05, left))
+        return time.monotonic() - started
+
+
+#: The process's cores are one resource: one arbiter for every stage that runs on them.
+CORES = CorePriority()

@@ -25,7 +25,7 @@ from assistant.config.schema import EngineConfig, GenerationConfig
 from assistant.errors import EngineUnavailable, MissingExtra, ModelMissing
 from assistant.llm.engine import ChatMessage
 from assistant.models.offline import resolve_model
-from assistant.threads import cpu_threads
+from assistant.threads import CORES, cpu_threads
 
 log = logging.getLogger(__name__)
 
@@ -294,10 +294,13 @@ class EmbeddedEngine:
                     self._abandoned = stop
                     generator = self._generate(messages, generation)
                     try:
+                        # Between tokens the model gives the cores to work the user waits for (CORES).
+                        CORES.wait_while_urgent(stop.is_set)
                         for piece in generator:
                             if stop.is_set():
                                 break
                             hand_over(piece)
+                            CORES.wait_while_urgent(stop.is_set)
                     finally:
                         generator.close()
                         self._abandoned = None

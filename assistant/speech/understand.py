@@ -45,6 +45,7 @@ from assistant.pipeline.runtime import timing
 from assistant.pipeline.stage import Stage, StageContext
 from assistant.speech.emotion import EmotionResult, EmotionTagger, decide_emotion
 from assistant.speech.transcriber import HallucinationGuard, StaleTranscription, Transcriber, Transcript
+from assistant.threads import CORES
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +171,8 @@ class UnderstandStage(Stage):
         def recognise() -> Transcript:
             # Read when the job runs: one job at a time, so the previous segment's is done by then.
             prompt = self._words_of(previous)
-            return self.transcriber.transcribe(audio, prompt=prompt, is_stale=lambda: job.is_stale)
+            with CORES.urgent():  # the user is waiting for these words: the LLM writing ahead pauses
+                return self.transcriber.transcribe(audio, prompt=prompt, is_stale=lambda: job.is_stale)
 
         job.future = self._asr_pool.submit(_timed, recognise, now())
         if segment_id is not None:

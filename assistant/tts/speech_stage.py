@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 
 import numpy as np
 
@@ -16,6 +17,7 @@ from assistant.errors import ConfigError, SaijinError
 from assistant.events import Audio, Error, Event, Mode, Subtitle, now
 from assistant.pipeline.runtime import timing
 from assistant.pipeline.stage import Stage, StageContext
+from assistant.threads import CORES
 from assistant.tts.synthesizer import Style, Synthesizer, make_synthesizer
 
 log = logging.getLogger(__name__)
@@ -106,7 +108,7 @@ class SpeechStage(Stage):
         pause_ms = pause_after(event.text, pause_ms)
         try:
             samples, rate, mouth = await self._run(self._synthesize, voice, event.text, style, pause_ms,  # type: ignore[misc]
-                                                   event.fade_out_s)
+                                                   event.fade_out_s, event.sentence_index == 0)
         except Exception as exc:
             # The reply goes on without this sentence's sound (its text still shows); the user is told once.
             log.warning("speech for turn %d sentence %d failed: %s", event.turn_id, event.sentence_index, exc,
@@ -124,10 +126,11 @@ class SpeechStage(Stage):
         yield timing(event.turn_id, "tts", started, ended)
 
     def _synthesize(self, voice: VoiceConfig, text: str, style: Style, pause_ms: int,
-                    fade_out_s: float = 0.0) -> tuple[np.ndarray, int, tuple[float, ...]]:
+                    fade_out_s: float = 0.0, is_first: bool = False) -> tuple[np.ndarray, int, tuple[float, ...]]:
         """In the worker thread: the sentence's samples (faded out if asked) with its pause, their rate and
-        the mouth values."""
-        samples, rate = self._factory(voice).synthesize(text, style)
+        the mouth values. A reply's first chunk is what the user waits for: it holds the cores (`CORES`)."""
+        with CORES.urgent() if is_first else nullcontext():
+            samples, rate = self._factory(voice).synthesize(text, style)
         samples = np.asarray(samples, dtype=np.float32).reshape(-1)
         if fade_out_s > 0:
             samples = fade_out(samples, rate, fade_out_s)

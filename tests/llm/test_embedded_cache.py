@@ -3,6 +3,8 @@ evaluates only what is new, also after a switch to another persona and back."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from assistant.config.schema import GenerationConfig
 from assistant.llm.embedded import EmbeddedEngine
 from assistant.llm.engine import ChatMessage
 from assistant.llm.prompt import PromptHistory, build_messages
+from assistant.threads import CORES
 
 ROOT = Path(__file__).resolve().parents[2]
 SHORT = GenerationConfig(max_tokens=12, temperature=0.0)
@@ -68,3 +71,33 @@ async def test_a_persona_switch_keeps_each_personas_evaluated_prompt(default_eng
     stats = default_engine.last_stats
     assert stats is not None and stats.restore_s > 0
     assert stats.reused_tokens >= yuuri_prompt - 2 and stats.evaluated_tokens < 60, stats
+
+
+async def test_the_model_waits_while_work_the_user_waits_for_holds_the_cores(
+        default_engine: EmbeddedEngine, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A transcription or a reply's first clause holds `CORES`: the model writes no token until it is done."""
+    await default_engine.check()
+    messages = build_messages(settings.rules, settings.personas["yuuri"], "こんばんは。", history=[])
+    release = threading.Event()
+    held = threading.Event()
+
+    def hold() -> None:
+        with CORES.urgent():
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    monkeypatch.setenv("SAIJIN_CORE_PRIORITY", "on")
+    try:
+        holder.start()
+        held.wait(10)
+        stream = default_engine.stream(messages, SHORT)
+        first = asyncio.ensure_future(stream.__anext__())
+        done, _ = await asyncio.wait({first}, timeout=1.0)
+        assert not done, "a token came while the cores were held"
+        release.set()
+        assert await asyncio.wait_for(first, timeout=120)
+        await stream.aclose()
+    finally:
+        release.set()
+        holder.join(10)
