@@ -31,7 +31,8 @@ from assistant.events import (
     now,
 )
 from assistant.llm.engine import ChatMessage
-from assistant.llm.prompt import PromptHistory, UserMood, build_messages, prefix_messages
+from assistant.llm.guard import ReplyGuard
+from assistant.llm.prompt import PromptHistory, UserMood, build_messages, prefix_messages, unspoken_notes
 from assistant.llm.router import EngineRouter
 from assistant.llm.sentences import ExpressionTag, Sentence, SpokenTextStream
 from assistant.memory.recall import MemoryContext
@@ -70,6 +71,8 @@ class _Reply:
     raw: list[str] = field(default_factory=list)
     #: Whether a scripted line is part of the reply (then the kept conversation holds the spoken lines).
     has_scripted: bool = False
+    #: Chunks of the model's text the guard kept from being spoken (boilerplate, an echo, a note).
+    dropped: list[str] = field(default_factory=list)
     #: Set when the output has reported how much of each started sentence of a cut reply was heard.
     cut_reported: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -183,6 +186,7 @@ class ReplyStage(Stage):
         history = self._history(persona.id, memory_view)
         messages = build_messages(self.rules, persona, turn.text, self.mode, mood, memory_view, history.messages)
         history.add_user(turn.turn_id, messages[-1].content)
+        guard = ReplyGuard(turn.text, unspoken_notes(turn.text, mood))
         yield timing(turn.turn_id, "prompt", started)
         log.info("turn %d prompt:\n%s", turn.turn_id, "\n".join(f"[{m.role}] {m.content}" for m in messages))
 
@@ -201,7 +205,7 @@ class ReplyStage(Stage):
                     first_token_at = now()
                     yield timing(turn.turn_id, "llm_first_token", requested, first_token_at)
                 for item in stream.feed(piece):
-                    produced = self._item(turn, reply, persona, item)
+                    produced = self._item(turn, reply, persona, item, guard)
                     if produced is not None:
                         if isinstance(produced, Subtitle) and first_sentence_at is None:
                             first_sentence_at = now()
@@ -212,13 +216,17 @@ class ReplyStage(Stage):
                              self.rules.max_reply_chars)
                     break
             for item in stream.flush():
-                produced = self._item(turn, reply, persona, item)
+                produced = self._item(turn, reply, persona, item, guard)
                 if produced is not None:
                     if isinstance(produced, Subtitle) and first_sentence_at is None:  # it ended without a stop
                         first_sentence_at = now()
                         yield timing(turn.turn_id, "first_sentence", requested, first_sentence_at)
                     yield produced
             yield timing(turn.turn_id, "llm_total", requested)
+            listening = pick(persona.lines.get("listening", []))
+            if not reply.sentences and reply.dropped and listening:
+                # Everything the model said was dropped (an echo, boilerplate): a short sign of listening.
+                yield self._subtitle(turn, reply, persona, listening, is_scripted=True)
             if not reply.sentences:
                 # Nothing speakable came back (an empty reply, or only markup and symbols): say so, quietly.
                 yield Notice(message=f"{persona.display_name}'s engine answered nothing that can be spoken",
@@ -251,10 +259,15 @@ class ReplyStage(Stage):
             self.emit(self._subtitle(turn, reply, persona, line, is_scripted=True))
 
     def _item(self, turn: UserTurnReady, reply: _Reply, persona: PersonaConfig,
-              item: Sentence | ExpressionTag) -> Event | None:
+              item: Sentence | ExpressionTag, guard: ReplyGuard) -> Event | None:
         if isinstance(item, ExpressionTag):
             name = persona.avatar.expressions.get(item.name, item.name)
             return Expression(persona=persona.id, name=name, turn_id=turn.turn_id)
+        problem = guard.problem(item.text)
+        if problem is not None:
+            log.info("turn %d: not speaking %r (%s)", turn.turn_id, item.text, problem)
+            reply.dropped.append(item.text)
+            return None
         return self._subtitle(turn, reply, persona, item.text, language=item.language)
 
     def _subtitle(self, turn: UserTurnReady, reply: _Reply, persona: PersonaConfig, text: str,

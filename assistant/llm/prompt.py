@@ -107,6 +107,17 @@ def turn_context(rules: RulesConfig, user_text: str, mode: str = "normal", mood:
     return lines
 
 
+def unspoken_notes(user_text: str, mood: UserMood | None = None) -> tuple[str, ...]:
+    """The phrases of this turn's notes that a reply must never read out: their label and how the user
+    sounds (see `assistant.llm.guard`)."""
+    language = "ja" if is_japanese(user_text) else "en"
+    labels = _LABELS[language]
+    notes = [labels["open"].strip("（(：: ")]
+    if mood is not None and mood.label != "neutral":
+        notes += EMOTION_WORDS[language].get(mood.label, mood.label).split("・")
+    return tuple(notes)
+
+
 def user_message(user_text: str, context: Sequence[str]) -> str:
     """The final user message: the user's words, then this turn's context (if any) as a short note after them
     (a note before the words makes small models read it out or repeat the words)."""

@@ -311,3 +311,53 @@ async def test_bad_model_output_is_spoken_clean_and_bounded(case: str, quiet_con
     assert len(turns) == 2 and turns[1][0] == "assistant"
     assert turns[1][1].replace(" ", "") == spoken.replace(" ", "")
     assert not _problems(turns[1][1], must_not_say)
+
+
+# A small model's habits (the offline default is a 1.5B model): the user's words said back, assistant
+# boilerplate, the notes beside the user's words read out. (user's words, reply, must say, must not say)
+HABITS: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...]]] = {
+    "echo-en": ("I'm a bit nervous about my exam tomorrow.",
+                "I'm a bit nervous about my exam tomorrow. You have prepared well, you will do fine.",
+                ("You have prepared well",), ("nervous about my exam",)),
+    "boilerplate-ja": ("こんばんは、今日はちょっと疲れちゃった。",
+                       "おつかれさま、今日もよくがんばったね。何かお手伝いできることはありますか？",
+                       ("よくがんばったね",), ("お手伝い",)),
+    "note-ja": ("明日の面接が不安で、どきどきしてる。",
+                "メモ、読み上げないこと。大丈夫、きっとうまくいくよ。",
+                ("きっとうまくいく",), ("メモ", "読み上げ")),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HABITS))
+async def test_a_small_models_habits_are_not_spoken(case: str, quiet_config: Path,
+                                                    reply_peer: Callable[..., ReplyPeer]) -> None:
+    user_text, reply, must_say, must_not_say = HABITS[case]
+    peer = await reply_peer(reply, chunk_chars=5, interval=0.002)
+    settings = load_settings(quiet_config, "cpu")
+    options = Options(persona="yuuri", llm_url=peer.base_url, llm_model="habitual-model", output="none")
+    subtitles: list[Subtitle] = []
+    conversation = Conversation(settings, options)
+    conversation.bus.subscribe(lambda e: subtitles.append(e) if isinstance(e, Subtitle) else None)
+    async with conversation:
+        result = await conversation.say(user_text, timeout=120)
+    assert result.errors == [], result.errors
+    spoken = "".join(s.text for s in subtitles)
+    for words in must_say:
+        assert words in spoken, f"{words!r} was lost from {spoken!r}"
+    for words in must_not_say:
+        assert words not in spoken, f"{words!r} was spoken: {spoken!r}"
+
+
+async def test_a_reply_that_only_echoes_the_user_becomes_a_sign_of_listening(
+        quiet_config: Path, reply_peer: Callable[..., ReplyPeer]) -> None:
+    user_text = "I feel a bit lonely tonight."
+    peer = await reply_peer(user_text, chunk_chars=5, interval=0.002)
+    settings = load_settings(quiet_config, "cpu")
+    options = Options(persona="yuuri", llm_url=peer.base_url, llm_model="habitual-model", output="none")
+    subtitles: list[Subtitle] = []
+    conversation = Conversation(settings, options)
+    conversation.bus.subscribe(lambda e: subtitles.append(e) if isinstance(e, Subtitle) else None)
+    async with conversation:
+        result = await conversation.say(user_text, timeout=120)
+    assert result.errors == [], result.errors
+    assert [s.text for s in subtitles] == settings.personas["yuuri"].lines["listening"]
