@@ -8,7 +8,7 @@ mode requests, playback reports) comes out of the stage as events via ``self.emi
 from __future__ import annotations
 
 from assistant.events import Event
-from assistant.pipeline.stage import Stage, StageContext
+from assistant.stage import Stage, StageContext
 from live2d_bridge.server import BridgeServer
 
 

@@ -19,7 +19,7 @@ from assistant.events import (
     PlaybackStarted,
     now,
 )
-from assistant.pipeline.stage import Stage, StageContext
+from assistant.stage import Stage, StageContext
 
 log = logging.getLogger(__name__)
 

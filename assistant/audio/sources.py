@@ -21,7 +21,7 @@ from assistant.audio.resample import TARGET_RATE, StreamResampler
 from assistant.audio.wavfile import DEFAULT_MAX_SECONDS, read_wav
 from assistant.errors import BadInputError, SaijinError
 from assistant.events import AudioFrame, InputEnded, now
-from assistant.pipeline.stage import Stage, StageContext
+from assistant.stage import Stage, StageContext
 
 log = logging.getLogger(__name__)
 

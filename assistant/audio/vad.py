@@ -42,7 +42,7 @@ from assistant.events import (
     VoiceStarted,
     now,
 )
-from assistant.pipeline.stage import Stage
+from assistant.stage import Stage
 
 log = logging.getLogger(__name__)
 

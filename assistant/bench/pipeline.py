@@ -54,7 +54,7 @@ from assistant.events import (
     now,
 )
 from assistant.pipeline.assemble import Conversation, Options
-from assistant.pipeline.stage import Stage
+from assistant.stage import Stage
 
 log = logging.getLogger(__name__)
 

@@ -36,8 +36,7 @@ from assistant.llm.prompt import PromptHistory, UserMood, build_messages, prefix
 from assistant.llm.router import EngineRouter
 from assistant.llm.sentences import ExpressionTag, Sentence, SpokenTextStream
 from assistant.memory.recall import MemoryContext
-from assistant.pipeline.runtime import timing
-from assistant.pipeline.stage import Stage
+from assistant.stage import Stage, timing
 
 log = logging.getLogger(__name__)
 

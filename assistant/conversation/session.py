@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 
 from assistant.config.schema import PersonaConfig
 from assistant.events import Error, Event, Mode, SetMode, SetPersona, Speaker
-from assistant.pipeline.stage import Stage
+from assistant.stage import Stage
 from assistant.state import AppState
 
 log = logging.getLogger(__name__)

@@ -52,7 +52,7 @@ from assistant.events import (
     VoiceStarted,
     now,
 )
-from assistant.pipeline.stage import Stage, StageContext
+from assistant.stage import Stage, StageContext
 
 log = logging.getLogger(__name__)
 

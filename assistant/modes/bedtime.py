@@ -40,7 +40,7 @@ from assistant.events import (
 )
 from assistant.llm.prompt import NEEDS_REASSURANCE
 from assistant.modes.schedule import is_inside
-from assistant.pipeline.stage import Stage, StageContext
+from assistant.stage import Stage, StageContext
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,5 @@
-"""The pipeline: stages that turn events into events, the bus observers watch, and the wiring."""
+"""The pipeline: the runtime that runs stages, the bus observers watch, and the wiring.
 
-from assistant.pipeline.bus import Bus
-from assistant.pipeline.stage import Stage, StageContext, run_stage
-
-__all__ = ["Bus", "Stage", "StageContext", "run_stage"]
+``runtime.py`` runs stages, ``bus.py`` fans events out to observers, ``assemble.py`` knows which stage follows
+which. The stage contract every stage imports is ``assistant/stage.py``, at the bottom of the package.
+"""

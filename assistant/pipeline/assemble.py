@@ -40,7 +40,7 @@ from assistant.observers.events_log import EventsLog
 from assistant.observers.latency import LatencyObserver
 from assistant.pipeline.bus import Bus
 from assistant.pipeline.runtime import Pipeline
-from assistant.pipeline.stage import Stage
+from assistant.stage import Stage
 from assistant.state import AppState
 
 if TYPE_CHECKING:

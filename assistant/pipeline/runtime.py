@@ -13,9 +13,9 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from assistant.errors import SaijinError
-from assistant.events import Error, Event, Interrupted, PlaybackFinished, StageTiming, now
+from assistant.events import Error, Event, Interrupted, PlaybackFinished
 from assistant.pipeline.bus import Bus
-from assistant.pipeline.stage import Stage
+from assistant.stage import Stage
 
 log = logging.getLogger(__name__)
 
@@ -225,8 +225,3 @@ class Pipeline:
             log.exception("stage %s failed on %s", stage.name, event.type)
             self.emit(Error(message=f"{stage.name} failed: {exc}", turn_id=event.turn), origin=slot)
 
-
-def timing(turn_id: int, stage: str, started_at: float, ended_at: float | None = None) -> StageTiming:
-    """A StageTiming event ending now (or at ``ended_at``)."""
-    return StageTiming(turn_id=turn_id, stage=stage, started_at=started_at,
-                       ended_at=now() if ended_at is None else ended_at)

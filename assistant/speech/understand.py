@@ -41,10 +41,9 @@ from assistant.events import (
     VoiceResumed,
     now,
 )
-from assistant.pipeline.runtime import timing
-from assistant.pipeline.stage import Stage, StageContext
 from assistant.speech.emotion import EmotionResult, EmotionTagger, decide_emotion
 from assistant.speech.transcriber import HallucinationGuard, StaleTranscription, Transcriber, Transcript
+from assistant.stage import Stage, StageContext, timing
 from assistant.threads import CORES
 
 log = logging.getLogger(__name__)

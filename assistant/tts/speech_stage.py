@@ -15,8 +15,7 @@ from assistant.audio.lipsync import mouth_values
 from assistant.config.schema import PersonaConfig, TtsConfig, VoiceConfig
 from assistant.errors import ConfigError, SaijinError
 from assistant.events import Audio, Error, Event, Mode, Subtitle, now
-from assistant.pipeline.runtime import timing
-from assistant.pipeline.stage import Stage, StageContext
+from assistant.stage import Stage, StageContext, timing
 from assistant.threads import CORES
 from assistant.tts.synthesizer import Style, Synthesizer, make_synthesizer
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from assistant.events import Error, Event, Interrupted, Subtitle, TextInput, UserTurnReady
 from assistant.pipeline.bus import Bus
 from assistant.pipeline.runtime import Pipeline
-from assistant.pipeline.stage import Stage, run_stage
+from assistant.stage import Stage, run_stage
 
 
 class Talker(Stage):

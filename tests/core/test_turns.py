@@ -29,7 +29,7 @@ from assistant.events import (
     VoiceStarted,
     now,
 )
-from assistant.pipeline.stage import _TestContext
+from assistant.stage import _TestContext
 
 
 def _audio(seconds: float, value: float = 0.1) -> np.ndarray:

@@ -145,7 +145,7 @@ class Night:
         from assistant.conversation.turns import TurnController
         from assistant.modes.bedtime import BedtimeResponder, BedtimeStage
         from assistant.pipeline.runtime import Pipeline
-        from assistant.pipeline.stage import Stage
+        from assistant.stage import Stage
         from assistant.tts.speech_stage import SpeechStage
 
         a = settings.assistant

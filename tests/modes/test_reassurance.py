@@ -23,9 +23,9 @@ from assistant.events import (
     UserSpeechEnded,
     UserTurnReady,
 )
-from assistant.pipeline.stage import run_stage
 from assistant.speech.emotion import make_emotion_tagger
 from assistant.speech.understand import UnderstandStage
+from assistant.stage import run_stage
 from tests.modes.conftest import UNREACHABLE_LLM, Night
 
 RATE = 16000

@@ -29,8 +29,8 @@ from assistant.modes.bedtime import BedtimeStage
 from assistant.modes.schedule import is_inside, startup_mode
 from assistant.pipeline.assemble import Conversation, Options
 from assistant.pipeline.runtime import Pipeline
-from assistant.pipeline.stage import run_stage
 from assistant.speech.understand import UnderstandStage
+from assistant.stage import run_stage
 from assistant.state import AppState
 from tests.modes.conftest import UNREACHABLE_LLM, FakeClock, Night, Recorder
 

@@ -8,7 +8,7 @@ import pytest
 from assistant.audio.fade import fade_envelope, fade_out
 from assistant.config.schema import PersonaConfig, TtsConfig
 from assistant.events import Audio, Mode, Subtitle
-from assistant.pipeline.stage import run_stage
+from assistant.stage import run_stage
 from assistant.tts.speech_stage import SpeechStage
 from tests.fixtures.speech import speech_span
 

@@ -17,7 +17,7 @@ from assistant.errors import BadInputError, SaijinError
 from assistant.events import AudioFrame, Event, InputEnded, VoiceEnded, VoiceStarted, now
 from assistant.pipeline.bus import Bus
 from assistant.pipeline.runtime import Pipeline
-from assistant.pipeline.stage import Stage
+from assistant.stage import Stage
 from tests.fixtures.speech import SpeechMaker
 
 RATE = 16000

@@ -30,10 +30,10 @@ from assistant.events import (
 )
 from assistant.pipeline.bus import Bus
 from assistant.pipeline.runtime import Pipeline
-from assistant.pipeline.stage import run_stage as run_stage_raw
 from assistant.speech.emotion_prosody import ProsodyEmotionTagger
 from assistant.speech.emotion_transformers import TransformersEmotionTagger
 from assistant.speech.understand import UnderstandStage
+from assistant.stage import run_stage as run_stage_raw
 from tests.fixtures.speech import SpeechMaker, cer, wer
 
 RATE = 16000

@@ -24,7 +24,7 @@ from assistant.events import (
     VoiceResumed,
     VoiceStarted,
 )
-from assistant.pipeline.stage import run_stage
+from assistant.stage import run_stage
 from tests.fixtures.speech import Composition, SpeechMaker
 
 RATE = 16000

@@ -6,7 +6,7 @@ import numpy as np
 
 from assistant.config.schema import PersonaConfig, TtsConfig, VoiceConfig, VoiceStyle
 from assistant.events import Audio, Error, Mode, StageTiming, Subtitle
-from assistant.pipeline.stage import run_stage
+from assistant.stage import run_stage
 from assistant.tts.speech_stage import SpeechStage
 
 SENTENCES = ["Good evening.", "The weather today is sunny and warm.", "Let us go for a walk in the park."]

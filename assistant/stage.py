@@ -2,7 +2,12 @@
 
 A stage does one job and knows nothing of the others. It gets a :class:`StageContext` when the pipeline
 starts it: the way to emit events outside ``process`` (from a background loop), to start tasks that
-belong to a turn (cancelled with it), and to ask whether a turn is still alive.
+belong to a turn (cancelled with it), and to ask whether a turn is still alive. ``timing`` makes the
+``StageTiming`` a stage reports; ``run_stage`` runs one stage alone (how stages are tested).
+
+This module sits at the bottom of the package, beside ``events.py``: every stage imports it, and it
+imports nothing of the stages. ``assistant/pipeline/`` runs stages (``runtime.py``) and wires them
+(``assemble.py``).
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from typing import Any, ClassVar, Protocol
 
-from assistant.events import Event
+from assistant.events import Event, StageTiming, now
 
 
 class StageContext(Protocol):
@@ -66,6 +71,12 @@ class Stage:
     def emit(self, event: Event) -> None:
         if self.ctx is not None:
             self.ctx.emit(event)
+
+
+def timing(turn_id: int, stage: str, started_at: float, ended_at: float | None = None) -> StageTiming:
+    """A StageTiming event ending now (or at ``ended_at``)."""
+    return StageTiming(turn_id=turn_id, stage=stage, started_at=started_at,
+                       ended_at=now() if ended_at is None else ended_at)
 
 
 class _TestContext:
