@@ -3,6 +3,8 @@
 A summary records the last turn it covers (``up_to_turn``): the turns it was given, never the turns that
 arrived while it was being written. Those stay "since the summary" and go into the next one, so a summary
 saved while turns are being added loses nothing.
+
+The callable is a ``SummarizeFn``; ``assistant/llm/summary.py`` makes one that asks a chat engine.
 """
 
 from __future__ import annotations
@@ -11,48 +13,12 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from assistant.config.schema import GenerationConfig
-from assistant.llm.engine import ChatEngine, ChatMessage
 from assistant.memory.store import MemoryStore, Turn
 
 log = logging.getLogger(__name__)
 
 #: (persona, turns to fold in, the previous summary or None) -> the new summary.
 SummarizeFn = Callable[[str, list[Turn], str | None], Awaitable[str]]
-
-SUMMARY_INSTRUCTIONS = {
-    "ja": ("これまでの会話の要約を更新してください。ユーザーについて分かったこと（名前、好み、予定、気持ち）と、"
-           "話した話題を、箇条書きではなく短い文章で、400字以内にまとめてください。"),
-    "en": ("Update the summary of the conversation so far. Keep what was learnt about the user (name, likes, "
-           "plans, feelings) and the topics discussed, as short prose of at most 120 words."),
-}
-
-
-def summary_messages(turns: list[Turn], previous: str | None, language: str = "ja") -> list[ChatMessage]:
-    """Chat messages asking a model to fold ``turns`` into the ``previous`` summary."""
-    instructions = SUMMARY_INSTRUCTIONS.get(language, SUMMARY_INSTRUCTIONS["en"])
-    lines = [f"{turn.role}: {turn.text}" for turn in turns]
-    parts = []
-    if previous:
-        parts.append(f"Previous summary:\n{previous}")
-    parts.append("New conversation:\n" + "\n".join(lines))
-    return [ChatMessage("system", instructions), ChatMessage("user", "\n\n".join(parts))]
-
-
-def engine_summarizer(engine: ChatEngine, generation: GenerationConfig, language: str = "ja") -> SummarizeFn:
-    """A ``SummarizeFn`` that asks ``engine`` (the persona's LLM) with ``summary_messages``."""
-
-    async def summarize(persona: str, turns: list[Turn], previous: str | None) -> str:
-        stream = engine.stream(summary_messages(turns, previous, language), generation)
-        try:
-            return "".join([piece async for piece in stream]).strip()
-        finally:
-            closer = getattr(stream, "aclose", None)
-            if closer is not None:
-                await closer()
-
-    return summarize
-
 
 class Summarizer:
     """Starts a background summary for a persona once ``every_n`` turns have gathered since its last one."""

@@ -152,8 +152,8 @@ class Conversation:
 
     def _memory(self) -> PersonaMemory:
         """The memory database, with summaries written by each persona's own engine in the background."""
+        from assistant.llm.summary import engine_summarizer
         from assistant.memory.conversation import PersonaMemory
-        from assistant.memory.summaries import engine_summarizer
 
         settings, router = self.settings, self.router
 

@@ -9,8 +9,9 @@ import time
 import pytest
 
 from assistant.config.schema import EngineConfig, GenerationConfig
+from assistant.llm.summary import engine_summarizer, summary_messages
 from assistant.memory.store import MemoryStore, Turn
-from assistant.memory.summaries import Summarizer, engine_summarizer, summary_messages
+from assistant.memory.summaries import Summarizer
 from tests.fixtures.memory import add_chatter
 
 
