@@ -8,6 +8,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 CANONICAL_EMOTIONS: tuple[str, ...] = ("neutral", "happy", "sad", "angry", "fearful", "surprised", "disgusted", "calm")
+#: The emotions that get reassurance first in bedtime mode: the prompt's ``reassurance_first`` rule and the
+#: persona's scripted ``reassurance`` lines.
+NEEDS_REASSURANCE: frozenset[str] = frozenset({"sad", "fearful"})
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 

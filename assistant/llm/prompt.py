@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from assistant.config.schema import PersonaConfig, RulesConfig
+from assistant.config.schema import NEEDS_REASSURANCE, PersonaConfig, RulesConfig
 from assistant.llm.engine import ChatMessage
 from assistant.memory.recall import MemoryContext
 
@@ -42,7 +42,6 @@ EMOTION_WORDS: dict[str, dict[str, str]] = {
         "neutral": "neutral",
     },
 }
-NEEDS_REASSURANCE = frozenset({"sad", "fearful"})
 
 #: The labels of the context part of a user message, per language of the user's words.
 _LABELS: dict[str, dict[str, str]] = {

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from assistant.config.schema import BedtimeConfig, PersonaConfig
+from assistant.config.schema import NEEDS_REASSURANCE, BedtimeConfig, PersonaConfig
 from assistant.conversation.responders import Scripted, Session, contains_phrase, pick
 from assistant.events import (
     Error,
@@ -38,7 +38,6 @@ from assistant.events import (
     UserTranscript,
     UserTurnReady,
 )
-from assistant.llm.prompt import NEEDS_REASSURANCE
 from assistant.modes.schedule import is_inside
 from assistant.stage import Stage, StageContext
 
