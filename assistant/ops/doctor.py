@@ -350,21 +350,32 @@ def _inspect_piper(path: Path, shown: str) -> tuple[Status, str, str]:
     return "PASS", f"{shown} ({path.stat().st_size / 1e6:.0f} MB)", ""
 
 
-def _hub_cached(repo: str) -> bool:
-    return find_model_folder(repo) is not None
+def _hub_cached(name: str) -> bool:
+    """True for a hub id (``owner/name``) with a snapshot in the Hugging Face cache."""
+    return "/" in name and find_model_folder(name) is not None
 
 
-def _faster_whisper_repo(name: str) -> str | None:
+def _whisper_cached(name: str) -> bool:
+    """True when faster-whisper finds ``name`` (a size such as ``small``, or a hub id) in the Hugging Face cache.
+
+    faster-whisper's public ``download_model`` maps the size to its repository; ``local_files_only`` keeps
+    it off the network (it raises when the model is not there).
+    """
     try:
-        from faster_whisper.utils import _MODELS  # type: ignore[attr-defined]
+        from faster_whisper import download_model
+
+        download_model(name, local_files_only=True)
     except Exception:
-        return None
-    return _MODELS.get(name)
+        return False
+    return True
 
 
 def model_check(settings: Settings, label: str, value: str, kind: ModelKind, packages: tuple[str, ...] = (),
-                extra: str = "", hub_repo: str | None = None) -> Check:
-    """One configured model: an offline:NAME package, a local path (inspected), or a hub name (WARN)."""
+                extra: str = "", in_hub_cache: Callable[[str], bool] = _hub_cached) -> Check:
+    """One configured model: an offline:NAME package, a local path (inspected), or a hub name (WARN).
+
+    ``in_hub_cache`` says whether a hub name is already downloaded (then PASS).
+    """
     missing = [p for p in packages if importlib.util.find_spec(p) is None]
     if missing:
         return Check(label, "FAIL", f"the Python package {missing[0]!r} is not installed",
@@ -380,8 +391,7 @@ def model_check(settings: Settings, label: str, value: str, kind: ModelKind, pac
         return Check(label, "PASS", f"{value}: {offline.description} (installed; assembled on first use)")
     path = local_path(settings, value)
     if path is None:
-        repo = hub_repo or value
-        if "/" in repo and _hub_cached(repo):
+        if in_hub_cache(value):
             return Check(label, "PASS", f"{value} (in the Hugging Face cache)")
         return Check(label, "WARN", f"{value}: not a local path; downloaded on first use",
                      "needs internet once; or download it now and set the path in the config")
@@ -395,7 +405,7 @@ def model_check(settings: Settings, label: str, value: str, kind: ModelKind, pac
 def check_models(settings: Settings) -> Iterator[Check]:
     asr = settings.assistant.asr
     yield model_check(settings, "ASR model", asr.model, "ctranslate2", ("faster_whisper",), "asr",
-                      hub_repo=_faster_whisper_repo(asr.model))
+                      in_hub_cache=_whisper_cached)
     emotion = settings.assistant.emotion
     if emotion.enabled and emotion.backend == "transformers":
         yield model_check(settings, "emotion model", emotion.model, "hf", ("transformers",), "emotion")
