@@ -22,7 +22,7 @@ from typing import Any
 
 from assistant.audio.resample import TARGET_RATE
 from assistant.bench.samples import Sample, SampleSpec, make_sample
-from assistant.speech.transcriber import normalise_phrase
+from assistant.text import normalise_phrase
 
 log = logging.getLogger(__name__)
 

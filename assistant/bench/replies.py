@@ -22,9 +22,10 @@ from pathlib import Path
 from assistant.config.loader import Settings
 from assistant.config.schema import GenerationConfig
 from assistant.llm.engine import ChatEngine
-from assistant.llm.prompt import UserMood, build_messages, is_japanese
+from assistant.llm.prompt import UserMood, build_messages
 from assistant.llm.sentences import split_sentences
 from assistant.memory.recall import MemoryContext
+from assistant.text import has_japanese
 
 
 @dataclass(frozen=True)
@@ -118,9 +119,9 @@ def reply_problems(prompt: ReplyPrompt, raw: str, expression_tags: Sequence[str]
     spoken = " ".join(sentences)
     if not sentences:
         return ["nothing to say"]
-    if prompt.language == "ja" and not is_japanese(spoken):
+    if prompt.language == "ja" and not has_japanese(spoken):
         problems.append("not Japanese")
-    if prompt.language == "en" and (is_japanese(spoken) or sum(ch.isascii() for ch in spoken) < 0.95 * len(spoken)):
+    if prompt.language == "en" and (has_japanese(spoken) or sum(ch.isascii() for ch in spoken) < 0.95 * len(spoken)):
         problems.append("not English")
     if len(sentences) > 3:
         problems.append(f"{len(sentences)} sentences")

@@ -12,6 +12,8 @@ import re
 import unicodedata
 from typing import Literal
 
+from assistant.text import has_japanese
+
 Completion = Literal["complete", "unfinished", "unclear"]
 
 #: Japanese endings after which a speaker usually goes on (connective particles and forms, fillers).
@@ -31,15 +33,6 @@ _TRAILING = re.compile(r"[\s\"'」』）)\]]+$")
 _FINAL_MARKS = "。.!?！？"
 
 
-def _is_japanese(text: str) -> bool:
-    return any("\u3040" <= ch <= "\u30ff" or "\u4e00" <= ch <= "\u9fff" for ch in text)
-
-
-def _is_cjk(ch: str) -> bool:
-    """Kana, kanji, Japanese punctuation or full-width forms: written without spaces between."""
-    return "\u3000" <= ch <= "\u30ff" or "\u4e00" <= ch <= "\u9fff" or "\uff00" <= ch <= "\uffef"
-
-
 def judge_completion(text: str) -> Completion:
     """complete, unfinished or unclear: what the last words of ``text`` sound like."""
     text = _TRAILING.sub("", unicodedata.normalize("NFKC", text))
@@ -51,7 +44,7 @@ def judge_completion(text: str) -> Completion:
     mark = text[len(body):]
     if "?" in mark or "!" in mark or "？" in mark or "！" in mark:
         return "complete"
-    if _is_japanese(text):
+    if has_japanese(text):
         # Whisper writes 。 at most pauses, so the words decide: 「疲れちゃって。」 is unfinished.
         if body.endswith(_JA_UNFINISHED) and not body.endswith(_JA_COMPLETE):
             return "unfinished"
@@ -75,14 +68,3 @@ def merges_with_previous(gap_s: float, previous_text: str | None, merge_pause_s:
         return True
     return previous_text is not None and judge_completion(previous_text) == "unfinished"
 
-
-def join_parts(parts: list[str]) -> str:
-    """The texts of a turn's segments as one utterance: Japanese parts run on, others get a space."""
-    joined = ""
-    for part in (p.strip() for p in parts):
-        if not part:
-            continue
-        if joined and not (_is_cjk(joined[-1]) and _is_cjk(part[0])):
-            joined += " "
-        joined += part
-    return joined

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from assistant.config.schema import PersonaConfig, RulesConfig
-from assistant.conversation.endpointing import join_parts
 from assistant.conversation.responders import Responder, Scripted, Session, pick
 from assistant.errors import SaijinError
 from assistant.events import (
@@ -37,6 +36,7 @@ from assistant.llm.router import EngineRouter
 from assistant.llm.sentences import ExpressionTag, Sentence, SpokenTextStream
 from assistant.memory.recall import MemoryContext
 from assistant.stage import Stage, timing
+from assistant.text import join_parts
 
 log = logging.getLogger(__name__)
 

@@ -7,13 +7,13 @@ scripted reply is spoken at once, so these moments work even when the engine is 
 from __future__ import annotations
 
 import random
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from assistant.config.schema import PersonaConfig
 from assistant.events import Event, SetPersona, UserTurnReady
+from assistant.text import normalise_phrase
 
 
 @dataclass(frozen=True)
@@ -42,15 +42,9 @@ class Responder(Protocol):
     def respond(self, turn: UserTurnReady, session: Session) -> Scripted | None: ...
 
 
-def normalise(text: str) -> str:
-    """Lower case, NFKC, without spaces and punctuation: for matching spoken phrases."""
-    folded = unicodedata.normalize("NFKC", text).lower()
-    return "".join(ch for ch in folded if ch.isalnum())
-
-
 def contains_phrase(text: str, phrases: list[str]) -> bool:
-    said = normalise(text)
-    return any(normalise(p) and normalise(p) in said for p in phrases)
+    said = normalise_phrase(text)
+    return any(normalise_phrase(p) and normalise_phrase(p) in said for p in phrases)
 
 
 def pick(lines: list[str], rng: random.Random | None = None) -> str | None:

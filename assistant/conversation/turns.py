@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from assistant.config.schema import BargeInConfig, TurnsConfig, VadConfig
-from assistant.conversation.endpointing import join_parts, judge_completion, merges_with_previous
+from assistant.conversation.endpointing import judge_completion, merges_with_previous
 from assistant.events import (
     EndOfTurnHint,
     Error,
@@ -53,16 +53,12 @@ from assistant.events import (
     now,
 )
 from assistant.stage import Stage, StageContext
+from assistant.text import guess_language, join_parts
 
 log = logging.getLogger(__name__)
 
 #: Segment transcripts kept for merge decisions (a few turns' worth).
 _KEEP_WORDS = 32
-
-
-def guess_language(text: str) -> str:
-    """ja when the text holds kana or kanji, else en."""
-    return "ja" if any("\u3040" <= ch <= "\u30ff" or "\u4e00" <= ch <= "\u9fff" for ch in text) else "en"
 
 
 _EMPTY = np.zeros(0, dtype=np.float32)

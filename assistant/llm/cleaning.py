@@ -12,6 +12,7 @@ import unicodedata
 from collections.abc import Iterable
 
 from assistant.llm.expressions import ExpressionTag, ExpressionVocabulary
+from assistant.text import is_japanese_char
 
 #: What the cleaner hands back: clean text (lines separated by "\n") or an expression tag, in stream order.
 Piece = str | ExpressionTag
@@ -61,14 +62,6 @@ def is_pictograph(ch: str) -> bool:
     """Whether ``ch`` is an emoji or pictograph (or a part of an emoji sequence): never spoken."""
     code = ord(ch)
     return any(low <= code <= high for low, high in _PICTOGRAPH_RANGES)
-
-
-def is_japanese(ch: str) -> bool:
-    """Whether ``ch`` is kana or kanji (half-width katakana and the prolonged sound mark included)."""
-    code = ord(ch)
-    return (0x3040 <= code <= 0x30FF or 0x3400 <= code <= 0x4DBF or 0x4E00 <= code <= 0x9FFF
-            or 0xF900 <= code <= 0xFAFF or 0xFF66 <= code <= 0xFF9F or 0x31F0 <= code <= 0x31FF
-            or 0x20000 <= code <= 0x2FFFF or code == 0x3005)
 
 
 def _is_ascii_alnum(ch: str) -> bool:
@@ -385,7 +378,7 @@ class SpeechCleaner:
             self._last = ch
             if ch != "\n" and not ch.isspace():
                 self._line_has_text = True
-                self._line_is_japanese = self._line_is_japanese or is_japanese(ch)
+                self._line_is_japanese = self._line_is_japanese or is_japanese_char(ch)
 
     def _tag(self, name: str) -> None:
         if self._chars:

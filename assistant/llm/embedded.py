@@ -25,6 +25,7 @@ from assistant.config.schema import EngineConfig, GenerationConfig
 from assistant.errors import EngineUnavailable, MissingExtra, ModelMissing
 from assistant.llm.engine import ChatMessage
 from assistant.models.offline import resolve_model
+from assistant.text import has_japanese
 from assistant.threads import CORES, cpu_threads
 
 log = logging.getLogger(__name__)
@@ -60,10 +61,6 @@ class _SavedState:
     data: bytes
 
 
-def _is_japanese(text: str) -> bool:
-    return any("\u3040" <= ch <= "\u30ff" or "\u4e00" <= ch <= "\u9fff" for ch in text)
-
-
 def transcript_prompt(messages: list[ChatMessage]) -> str:
     """Messages -> a written dialogue that a base model (no chat tuning) continues with one line.
 
@@ -73,7 +70,7 @@ def transcript_prompt(messages: list[ChatMessage]) -> str:
     system = next((m for m in messages if m.role == "system"), None)
     name = (system.name if system else None) or "アシスタント"
     last_user = next((m.content for m in reversed(messages) if m.role == "user"), "")
-    is_english = not _is_japanese(last_user)
+    is_english = not has_japanese(last_user)
     user = "Friend" if is_english else "相手"
     # A small base model continues in the language of what it reads: for an English turn it reads an
     # English frame and only the English part of the conversation.
@@ -83,7 +80,7 @@ def transcript_prompt(messages: list[ChatMessage]) -> str:
              else f"以下は、{name}と{user}の会話です。{name}は一、二文の短い話し言葉で答えます。")
     lines = [header, "", intro, ""] if header else [intro, ""]
     for message in messages:
-        if message.role == "system" or (is_english and _is_japanese(message.content)):
+        if message.role == "system" or (is_english and has_japanese(message.content)):
             continue
         speaker = name if message.role == "assistant" else user
         lines.append(f"{speaker}: {' '.join(message.content.split())}")

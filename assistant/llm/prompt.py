@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from assistant.config.schema import NEEDS_REASSURANCE, PersonaConfig, RulesConfig
 from assistant.llm.engine import ChatMessage
 from assistant.memory.recall import MemoryContext
+from assistant.text import guess_language
 
 #: How a canonical emotion is described to the model, per language of the user's words.
 EMOTION_WORDS: dict[str, dict[str, str]] = {
@@ -62,11 +63,6 @@ class UserMood:
     score: float
 
 
-def is_japanese(text: str) -> bool:
-    """Whether ``text`` has kana or kanji (the user spoke Japanese)."""
-    return any("\u3040" <= ch <= "\u30ff" or "\u4e00" <= ch <= "\u9fff" for ch in text)
-
-
 def system_prompt(rules: RulesConfig, persona: PersonaConfig, mode: str = "normal") -> str:
     """The system message: the same for every turn of a persona in a mode (a prefix the engines cache)."""
     sections: list[str] = ["# ルール", *(f"- {rule}" for rule in rules.rules)]
@@ -87,7 +83,7 @@ def turn_context(rules: RulesConfig, user_text: str, mode: str = "normal", mood:
                  memory: MemoryContext | None = None, shown: str = "") -> list[str]:
     """This turn's context lines, in the user's language; what ``shown`` (the kept conversation) already
     carries is not repeated."""
-    language = "ja" if is_japanese(user_text) else "en"
+    language = guess_language(user_text)
     labels = _LABELS[language]
     lines: list[str] = []
     if memory is not None:
@@ -109,7 +105,7 @@ def turn_context(rules: RulesConfig, user_text: str, mode: str = "normal", mood:
 def unspoken_notes(user_text: str, mood: UserMood | None = None) -> tuple[str, ...]:
     """The phrases of this turn's notes that a reply must never read out: their label and how the user
     sounds (see `assistant.llm.guard`)."""
-    language = "ja" if is_japanese(user_text) else "en"
+    language = guess_language(user_text)
     labels = _LABELS[language]
     notes = [labels["open"].strip("（(：: ")]
     if mood is not None and mood.label != "neutral":
@@ -121,7 +117,7 @@ def user_message(user_text: str, context: Sequence[str]) -> str:
     """The final user message: the user's words, then this turn's context (if any) as a short note after them
     (a note before the words makes small models read it out or repeat the words)."""
     text = user_text.strip()
-    labels = _LABELS["ja" if is_japanese(user_text) else "en"]
+    labels = _LABELS[guess_language(user_text)]
     notes = [*context, *([labels["always"]] if labels["always"] else [])]
     if not notes:
         return text

@@ -13,10 +13,11 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from assistant.llm.cleaning import Piece, SpeechCleaner, is_japanese, tidy_spoken
+from assistant.llm.cleaning import Piece, SpeechCleaner, tidy_spoken
 from assistant.llm.expressions import ExpressionTag
+from assistant.text import guess_language, is_japanese_char
 
-__all__ = ["ExpressionTag", "Sentence", "SpokenTextStream", "guess_language", "split_sentences"]
+__all__ = ["ExpressionTag", "Sentence", "SpokenTextStream", "split_sentences"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,11 +26,6 @@ class Sentence:
 
     text: str
     language: str
-
-
-def guess_language(text: str) -> str:
-    """ "ja" when ``text`` holds any kana or kanji, else "en"."""
-    return "ja" if any(is_japanese(ch) for ch in text) else "en"
 
 
 #: A full stop ends the sentence at once (unless a bracket opened in the sentence is still open).
@@ -189,7 +185,7 @@ class SpokenTextStream:
             return False
         if any(ch in _FULL_STOPS or ch in _FULL_MARKS for ch in run):
             return True
-        if not (following.isspace() or is_japanese(following)):  # 3.14, e.g., example.com, Yahoo!Japan
+        if not (following.isspace() or is_japanese_char(following)):  # 3.14, e.g., example.com, Yahoo!Japan
             return False
         if any(ch in _ASCII_MARKS for ch in run):
             return True
@@ -218,7 +214,7 @@ class SpokenTextStream:
         buf = self._buf
         if buf[-1] == "," and ch.isspace():
             self._offer_cut(len(buf), at_word=False)
-        elif is_japanese(ch) or is_japanese(buf[-1]):
+        elif is_japanese_char(ch) or is_japanese_char(buf[-1]):
             if _japanese_clause_ends(buf, ch):
                 self._offer_cut(len(buf), at_word=True)
         elif ch.isspace() and buf[-1].isalpha():

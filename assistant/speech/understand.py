@@ -24,7 +24,6 @@ from typing import Any, TypeVar
 import numpy as np
 
 from assistant.config.schema import AsrConfig, BedtimeConfig, EmotionConfig
-from assistant.conversation.endpointing import join_parts
 from assistant.errors import SaijinError
 from assistant.events import (
     Error,
@@ -44,6 +43,7 @@ from assistant.events import (
 from assistant.speech.emotion import EmotionResult, EmotionTagger, decide_emotion
 from assistant.speech.transcriber import HallucinationGuard, StaleTranscription, Transcriber, Transcript
 from assistant.stage import Stage, StageContext, timing
+from assistant.text import join_parts
 from assistant.threads import CORES
 
 log = logging.getLogger(__name__)

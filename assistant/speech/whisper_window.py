@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from assistant.speech.transcriber import normalise_phrase
+from assistant.text import normalise_phrase
 
 #: Whisper's full window: 30 s of 10 ms mel frames.
 FULL_FRAMES = 3000

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.conversation.endpointing import join_parts, judge_completion, merges_with_previous
+from assistant.conversation.endpointing import judge_completion, merges_with_previous
+from assistant.text import join_parts
 
 
 @pytest.mark.parametrize("text", [

@@ -8,7 +8,8 @@ import re
 import pytest
 
 from assistant.llm.cleaning import is_pictograph
-from assistant.llm.sentences import ExpressionTag, Sentence, SpokenTextStream, guess_language, split_sentences
+from assistant.llm.sentences import ExpressionTag, Sentence, SpokenTextStream, split_sentences
+from assistant.text import guess_language
 
 TAGS = ["joy", "sad", "surprised", "thinking"]
 

@@ -10,7 +10,8 @@ import pytest
 from assistant.audio.vad import SegmentEnd, Segmenter
 from assistant.config.schema import AsrConfig
 from assistant.errors import ModelMissing
-from assistant.speech.transcriber import HallucinationGuard, Transcript, make_transcriber, normalise_phrase
+from assistant.speech.transcriber import HallucinationGuard, Transcript, make_transcriber
+from assistant.text import normalise_phrase
 from tests.fixtures.speech import SpeechMaker, cer, wer, words
 
 
