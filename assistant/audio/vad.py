@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from assistant.audio.level import rms
 from assistant.audio.resample import TARGET_RATE, StreamResampler
 from assistant.config.schema import BargeInConfig, BedtimeConfig, VadConfig
 from assistant.events import (
@@ -102,10 +103,6 @@ _TAIL_RATIO = 10 ** (-30 / 20)
 _MAX_TAIL_FRAMES = 10
 
 
-def _rms(frame: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(np.square(frame, dtype=np.float64)))) if frame.size else 0.0
-
-
 class Segmenter:
     """webrtcvad frame decisions -> speech segments. Pure: no clock, no events, no I/O."""
 
@@ -164,7 +161,7 @@ class Segmenter:
         """The frame decision: loud enough for the gates, and speech for webrtcvad."""
         gate = max(self.rms_gate, min_rms)
         if level is None:
-            level = _rms(frame)
+            level = rms(frame)
         if gate > 0 and level < gate:
             return False
         pcm = (np.clip(frame, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
@@ -179,7 +176,7 @@ class Segmenter:
         out: list[Segment] = []
         for i in range(count):
             frame = data[i * self.frame_len:(i + 1) * self.frame_len]
-            level = _rms(frame)
+            level = rms(frame)
             is_voiced = not is_muted and self.is_voiced(frame, min_rms, level)
             out.extend(self._step(frame, level, is_voiced))
         self._pending = data[count * self.frame_len:].copy()

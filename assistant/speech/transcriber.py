@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from assistant.audio.level import rms
 from assistant.config.schema import AsrConfig
+from assistant.text import normalise_phrase
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,19 +51,6 @@ class Transcriber(Protocol):
         ``prompt``: the previous segment's text (context for the recogniser); ``language``: force this
         language for this call (else the configured one, or detection); ``is_stale``: polled at step
         boundaries — when it returns True the call raises :class:`StaleTranscription`."""
-
-
-def rms(audio: np.ndarray) -> float:
-    """Root mean square level of float samples (0..1 full scale)."""
-    if audio.size == 0:
-        return 0.0
-    return float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
-
-
-def normalise_phrase(text: str) -> str:
-    """For comparing phrases: NFKC, lower case, no punctuation, symbols or spaces."""
-    text = unicodedata.normalize("NFKC", text).casefold()
-    return "".join(ch for ch in text if unicodedata.category(ch)[0] in "LN")
 
 
 class HallucinationGuard:
