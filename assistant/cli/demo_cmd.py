@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import socket
 import sys
-import wave
 from collections import defaultdict
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from assistant.audio.wavfile import read_wav
+from assistant.audio.wavfile import read_wav, write_wav
 from assistant.config import load_settings
 from assistant.config.loader import Settings
 from assistant.events import Audio, Event
@@ -67,16 +66,6 @@ def _free_port(preferred: int) -> int:
             return preferred
         except OSError:
             return 0
-
-
-def _write_wav(path: Path, pieces: list[Audio]) -> None:
-    rate = pieces[0].sample_rate
-    samples = np.concatenate([p.samples for p in pieces])
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes((np.clip(samples, -1, 1) * 32767).astype(np.int16).tobytes())
 
 
 def _turn_table(language: str, result: TurnResult, names: dict[str, str]) -> Table:
@@ -137,7 +126,8 @@ async def run(args: argparse.Namespace) -> int:
                 results.append((sample.language, result))
                 if result.turn_id in spoken:
                     path = out / f"turn-{result.turn_id}-{sample.language}.wav"
-                    _write_wav(path, spoken[result.turn_id])
+                    pieces = spoken[result.turn_id]
+                    write_wav(path, np.concatenate([p.samples for p in pieces]), pieces[0].sample_rate)
         names = {p.id: p.display_name for p in settings.personas.values()}
         for language, result in results:
             console.print(_turn_table(language, result, names))
