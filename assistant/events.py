@@ -14,11 +14,15 @@ import json
 import time
 import wave
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
 
 EVENT_TYPES: dict[str, type[Event]] = {}
+
+#: The conversation modes: what a Mode or SetMode carries, what ``--mode`` and the page may choose.
+ModeName = Literal["normal", "bedtime"]
+MODES: tuple[ModeName, ...] = get_args(ModeName)
 
 
 def now() -> float:
@@ -395,7 +399,7 @@ class Speaker(Event):
 
 @dataclass(frozen=True, slots=True)
 class Mode(Event):
-    """The conversation mode: normal or bedtime."""
+    """The conversation mode: normal or bedtime (one of ``MODES``)."""
 
     type: ClassVar[str] = "mode"
     value: str
@@ -580,7 +584,7 @@ class SetPersona(Event):
 
 @dataclass(frozen=True, slots=True)
 class SetMode(Event):
-    """A request to change mode (from the page, a voice command, the schedule)."""
+    """A request to change mode (from the page, a voice command, the schedule); checked against ``MODES``."""
 
     type: ClassVar[str] = "set-mode"
     internal: ClassVar[bool] = True

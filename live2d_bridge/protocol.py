@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from assistant.events import (
+    MODES,
     SERVER_EVENT_TYPES,
     AudioFrame,
     Event,
@@ -39,7 +40,6 @@ PROTOCOL_VERSION = 1
 #: The microphone format a page sends: PCM16 little-endian, mono, at this rate.
 MIC_SAMPLE_RATE = 16000
 
-MODES: tuple[str, ...] = ("normal", "bedtime")
 STATES: tuple[str, ...] = ("listening", "thinking", "speaking", "sleeping")
 
 #: What this server understands, announced in ``hello``.

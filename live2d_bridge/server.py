@@ -32,6 +32,7 @@ from websockets.http11 import Request, Response
 from assistant.config.schema import BridgeConfig, PersonaConfig
 from assistant.errors import SaijinError
 from assistant.events import (
+    MODES,
     Audio,
     Event,
     InputEnded,
@@ -129,7 +130,7 @@ class BridgeServer:
         first = persona if persona in ids else ids[0]
         self.persona = first
         self.display_name = self.personas[ids.index(first)].display_name
-        self.mode = mode if mode in protocol.MODES else "normal"
+        self.mode = mode if mode in MODES else "normal"
         self.state = "listening"
         self._pages: set[_Page] = set()
         self._server: Server | None = None

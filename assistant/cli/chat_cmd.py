@@ -8,7 +8,7 @@ import sys
 
 from assistant.cli.common import conversation_options, print_error, voice_output
 from assistant.config import load_settings
-from assistant.events import Event, Notice, Subtitle, TurnDone
+from assistant.events import MODES, Event, Notice, Subtitle, TurnDone
 from assistant.pipeline.assemble import Conversation
 
 HELP = "typed conversation (--say TEXT: one turn, print the reply, exit)"
@@ -16,7 +16,7 @@ HELP = "typed conversation (--say TEXT: one turn, print the reply, exit)"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--persona", metavar="ID", help="who answers (default: the last one, or assistant.yaml's)")
-    parser.add_argument("--mode", choices=("normal", "bedtime"), help="conversation mode")
+    parser.add_argument("--mode", choices=MODES, help="conversation mode")
     parser.add_argument("--say", metavar="TEXT", help="say one thing, print the reply and exit")
     parser.add_argument("--no-voice", action="store_true", help="print replies without speaking them")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for one reply (default 300)")

@@ -12,7 +12,7 @@ from pathlib import Path
 from assistant.cli.common import conversation_options, print_turn, voice_output
 from assistant.config import load_settings
 from assistant.errors import UsageError
-from assistant.events import Event, Interrupted, TurnDone, TurnDropped
+from assistant.events import MODES, Event, Interrupted, TurnDone, TurnDropped
 from assistant.pipeline.assemble import Conversation
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ HELP = "voice conversation: --input mic|browser|FILE.wav, --output speaker|brows
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--persona", metavar="ID", help="who answers first")
-    parser.add_argument("--mode", choices=("normal", "bedtime"), help="conversation mode")
+    parser.add_argument("--mode", choices=MODES, help="conversation mode")
     parser.add_argument("--input", default="mic", metavar="mic|browser|FILE.wav", help="where speech comes from (default: mic)")
     parser.add_argument("--output", metavar="speaker|browser|FILE.wav",
                         help="where replies are spoken (default: speaker; browser with --input browser)")

@@ -7,13 +7,11 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 
 from assistant.config.schema import PersonaConfig
-from assistant.events import Error, Event, Mode, SetMode, SetPersona, Speaker
+from assistant.events import MODES, Error, Event, Mode, SetMode, SetPersona, Speaker
 from assistant.stage import Stage
 from assistant.state import AppState
 
 log = logging.getLogger(__name__)
-
-MODES = ("normal", "bedtime")
 
 
 def remember_in(state: AppState, mode: str, clock: Callable[[], float] = time.time) -> Callable[[str, str], None]:

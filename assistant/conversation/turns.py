@@ -25,6 +25,7 @@ import numpy as np
 from assistant.config.schema import BargeInConfig, TurnsConfig, VadConfig
 from assistant.conversation.endpointing import judge_completion, merges_with_previous
 from assistant.events import (
+    MODES,
     EndOfTurnHint,
     Error,
     Event,
@@ -243,7 +244,7 @@ class TurnController(Stage):
                 return [] if self._utterance is not None else [self._settled_state()]
             return []
         if isinstance(event, Mode):
-            self._mode = event.value if event.value in ("normal", "bedtime") else self._mode
+            self._mode = event.value if event.value in MODES else self._mode
             return []
         if isinstance(event, Sleeping):
             self._is_asleep = event.is_asleep

@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from assistant.config.schema import BedtimeConfig, ScheduleWindow
+from assistant.events import MODES
 from assistant.state import AppState
 
-MODES = ("normal", "bedtime")
 #: Without a schedule, a saved bedtime mode older than this is not restored (it was last night's).
 RESTORE_WITHIN = timedelta(hours=12)
 #: A saved time this far in the future is a clock that jumped; it is not trusted.
