@@ -6,7 +6,11 @@ One home for each, at the bottom of the package beside ``events.py``: it imports
 
 from __future__ import annotations
 
+import re
 import unicodedata
+
+#: What phrase comparison drops: everything but letters and digits (``\w`` is str.isalnum() plus "_").
+_NOT_LETTER_OR_DIGIT = re.compile(r"[\W_]+")
 
 
 def is_japanese_char(ch: str) -> bool:
@@ -28,9 +32,11 @@ def guess_language(text: str) -> str:
 
 
 def normalise_phrase(text: str) -> str:
-    """For comparing phrases: NFKC, case-folded, letters and digits only (no punctuation, symbols or spaces)."""
-    text = unicodedata.normalize("NFKC", text).casefold()
-    return "".join(ch for ch in text if unicodedata.category(ch)[0] in "LN")
+    """For comparing phrases: NFKC, case-folded, letters and digits only (no punctuation, symbols or spaces).
+
+    What a listener hears of a text; the same characters as keeping Unicode categories L and N.
+    """
+    return _NOT_LETTER_OR_DIGIT.sub("", unicodedata.normalize("NFKC", text).casefold())
 
 
 def _is_cjk(ch: str) -> bool:

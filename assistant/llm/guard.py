@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import difflib
 import re
-import unicodedata
 from dataclasses import dataclass
+
+from assistant.text import normalise_phrase
 
 #: Lines an assistant says and a companion does not (narrow on purpose: a dropped chunk is never heard).
 BOILERPLATE = re.compile(
@@ -31,15 +32,10 @@ MIN_ECHO_CHARS = 8
 MIN_NOTE_CHARS = 5
 
 
-def normalise(text: str) -> str:
-    """Letters and digits only, NFKC, case-folded: what a listener hears of a text."""
-    return re.sub(r"[\W_]+", "", unicodedata.normalize("NFKC", text).casefold())
-
-
 def repeats(chunk: str, source: str, min_chars: int = MIN_ECHO_CHARS) -> bool:
     """Most of ``chunk`` (`REPEAT_SHARE` of it, at least ``min_chars`` characters) is one stretch of
     ``source`` unchanged."""
-    a, b = normalise(chunk), normalise(source)
+    a, b = normalise_phrase(chunk), normalise_phrase(source)
     if len(a) < min_chars or not b:
         return False
     block = difflib.SequenceMatcher(None, a, b, autojunk=False).find_longest_match(0, len(a), 0, len(b))
