@@ -14,7 +14,6 @@ import asyncio
 import difflib
 import re
 import time
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,10 +21,11 @@ from pathlib import Path
 from assistant.config.loader import Settings
 from assistant.config.schema import GenerationConfig
 from assistant.llm.engine import ChatEngine
-from assistant.llm.prompt import UserMood, build_messages
-from assistant.llm.sentences import split_sentences
+from assistant.llm.guard import ReplyGuard
+from assistant.llm.prompt import UserMood, build_messages, unspoken_notes
+from assistant.llm.sentences import Sentence, split_sentences
 from assistant.memory.recall import MemoryContext
-from assistant.text import has_japanese
+from assistant.text import has_japanese, normalise_phrase
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,10 @@ class ReplyResult:
     raw: str
     first_token_ms: float | None
     total_ms: float
+    #: Problems of what is heard (after the reply guard).
     problems: list[str] = field(default_factory=list)
+    #: What the reply guard kept from being spoken, with why.
+    dropped: list[tuple[str, str]] = field(default_factory=list)
 
 
 def spoken_sentences(raw: str, expression_tags: Sequence[str] = ()) -> list[str]:
@@ -99,13 +102,9 @@ def spoken_sentences(raw: str, expression_tags: Sequence[str] = ()) -> list[str]
     return [s.strip() for s in _SENTENCE.findall(text) if s.strip(" 。！？!?.")]
 
 
-def _normal(text: str) -> str:
-    return re.sub(r"[\W_]+", "", unicodedata.normalize("NFKC", text).casefold())
-
-
 def is_echo(reply: str, line: str) -> bool:
     """The reply repeats ``line``: one stretch of it (most of ``line``'s characters) comes back unchanged."""
-    a, b = _normal(reply), _normal(line)
+    a, b = normalise_phrase(reply), normalise_phrase(line)
     if len(b) < 6 or not a:
         return False
     block = difflib.SequenceMatcher(None, a, b, autojunk=False).find_longest_match(0, len(a), 0, len(b))
@@ -130,7 +129,7 @@ def reply_problems(prompt: ReplyPrompt, raw: str, expression_tags: Sequence[str]
         problems.append(f"a sentence of {len(longest)} characters")
     if is_echo(spoken, prompt.text):
         problems.append("echoes the user")
-    if any(is_echo(spoken, line) for line in prompt.remembered if len(_normal(line)) >= 6):
+    if any(is_echo(spoken, line) for line in prompt.remembered if len(normalise_phrase(line)) >= 6):
         problems.append("parrots a remembered line")
     tags = "|".join(map(re.escape, expression_tags))
     tagless = re.sub(rf"\[({tags})\]", "", raw) if expression_tags else raw
@@ -167,17 +166,39 @@ async def run_replies(engine: ChatEngine, settings: Settings, persona_id: str,
             pieces.append(piece)
         total = (time.perf_counter() - started) * 1000
         raw = "".join(pieces).strip()
-        results.append(ReplyResult(prompt, " ".join(spoken_sentences(raw, tags)), raw, first, total,
-                                   reply_problems(prompt, raw, tags)))
+        heard, dropped = guarded(raw, prompt, settings)
+        results.append(ReplyResult(prompt, " ".join(spoken_sentences(heard, tags)), raw, first, total,
+                                   reply_problems(prompt, heard, tags), dropped))
     return results
 
 
+def guarded(raw: str, prompt: ReplyPrompt, settings: Settings) -> tuple[str, list[tuple[str, str]]]:
+    """What the reply stage speaks of ``raw``: its chunks (the first clause cut early, as spoken) that the
+    reply guard lets through, and the chunks it dropped with why."""
+    rules = settings.rules
+    guard = ReplyGuard(prompt.text, unspoken_notes(prompt.text, UserMood(prompt.mood, 0.9) if prompt.mood else None))
+    kept: list[str] = []
+    dropped: list[tuple[str, str]] = []
+    for piece in split_sentences(raw, rules.expression_tags, rules.max_sentence_chars, 10_000):
+        if not isinstance(piece, Sentence):
+            kept.append(f"[{piece.name}]")
+            continue
+        text = piece.text
+        problem = guard.problem(text)
+        if problem is None:
+            kept.append(text if text.endswith(" ") or not text[-1:].isascii() else text + " ")
+        else:
+            dropped.append((text, problem))
+    return "".join(kept).strip(), dropped
+
+
 def markdown_table(results: Sequence[ReplyResult]) -> str:
-    lines = ["| prompt | user | reply | first token ms | total ms | problems |", "|---|---|---|---:|---:|---|"]
+    lines = ["| prompt | user | reply as heard | first token ms | total ms | problems | not spoken (guard) |",
+             "|---|---|---|---:|---:|---|---|"]
     for r in results:
         cells = [r.prompt.id, r.prompt.text, r.reply or "(nothing)",
                  f"{r.first_token_ms:.0f}" if r.first_token_ms is not None else "-", f"{r.total_ms:.0f}",
-                 ", ".join(r.problems) or "none"]
+                 ", ".join(r.problems) or "none", "; ".join(f"{t} ({why})" for t, why in r.dropped) or "-"]
         lines.append("| " + " | ".join(c.replace("|", "/").replace("\n", " ") for c in cells) + " |")
     return "\n".join(lines)
 

@@ -26,8 +26,10 @@ BOILERPLATE = re.compile(
 )
 #: A chunk repeats a source when this share of its characters is one unchanged stretch of it.
 REPEAT_SHARE = 0.8
-#: Chunks shorter than this (normalised characters) may repeat the user: a greeting answers a greeting.
+#: Chunks shorter than this (normalised characters; words for English) may repeat the user: a greeting
+#: answers a greeting (「こんばんは」, "Good night.").
 MIN_ECHO_CHARS = 8
+MIN_ECHO_WORDS = 4
 #: Notes are not words anyone said: a shorter stretch of them read out is already wrong.
 MIN_NOTE_CHARS = 5
 
@@ -54,8 +56,14 @@ class ReplyGuard:
         """Why ``chunk`` must not be spoken ("boilerplate", "echo", "note"), or None."""
         if BOILERPLATE.search(chunk):
             return "boilerplate"
-        if repeats(chunk, self.user_text):
+        if _long_enough_to_echo(chunk) and repeats(chunk, self.user_text):
             return "echo"
         if any(repeats(chunk, note, MIN_NOTE_CHARS) for note in self.notes):
             return "note"
         return None
+
+
+def _long_enough_to_echo(chunk: str) -> bool:
+    if chunk.isascii():
+        return len(chunk.split()) >= MIN_ECHO_WORDS
+    return len(normalise_phrase(chunk)) >= MIN_ECHO_CHARS

@@ -24,6 +24,9 @@ NERVOUS = "I'm a bit nervous about my exam tomorrow."
     (TIRED, "happy", "お疲れさま、ゆっくり休んでね。", None),
     (NERVOUS, "fearful", "It's okay to feel nervous.", None),
     (NERVOUS, None, "You will do great tomorrow!", None),
+    (NERVOUS, None, "tomorrow.", None),
+    ("I'm going to sleep now. Good night.", None, "Goodnight.", None),
+    ("I feel a bit lonely tonight.", None, "I feel a bit lonely tonight.", "echo"),
     ("うちの猫の名前、覚えてる？", None, "猫の名前はミケだよね。", None),
 ])
 def test_what_is_not_spoken(user: str, mood: str | None, chunk: str, problem: str | None) -> None:
