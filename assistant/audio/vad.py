@@ -146,6 +146,7 @@ class Segmenter:
         self.is_speaking = False
         self._frames: list[np.ndarray] = []
         self._frame_levels: list[float] = []
+        self._peak = 0.0  # the open segment's loudest frame level
         self._audio_start = 0
         self._onset = 0
         self._last_voiced_end = 0
@@ -220,6 +221,9 @@ class Segmenter:
             return [self._open(end)]
         self._frames.append(frame)
         self._frame_levels.append(level)
+        self._peak = max(self._peak, level)
+        if is_voiced and self._is_fading(level):
+            is_voiced = False  # webrtcvad's fading tail (about 100 ms of it): the silence has begun
         out: list[Segment] = []
         if is_voiced:
             if self._is_paused:
@@ -248,6 +252,12 @@ class Segmenter:
                 out.extend(self._cut(end))
         return out
 
+    def _is_fading(self, level: float) -> bool:
+        """A voiced frame after the speech has faded: 30 dB under the segment's loudest frame, or barely
+        above the background (what `_speech_end` steps back over, decided as the frames come)."""
+        floor = float(np.median(self._quiet_levels)) if self._quiet_levels else 0.0
+        return level < max(self._peak * _TAIL_RATIO, 2.0 * floor)
+
     def _speech_end(self) -> int:
         """The real end of speech: webrtcvad keeps calling the fading tail speech for about 100 ms, so step
         back over trailing voiced frames that are much quieter than the segment's speech (30 dB under its
@@ -272,6 +282,7 @@ class Segmenter:
         kept = [(frame, level) for start, frame, level in self._recent if start >= first]
         self._frames = [frame for frame, _level in kept]
         self._frame_levels = [level for _frame, level in kept]
+        self._peak = max(self._frame_levels, default=0.0)
         self._audio_start = end - sum(len(f) for f in self._frames)
         self._last_voiced_end = self._end_estimate = end
         self._silent_frames = 0

@@ -97,14 +97,19 @@ def _through(text: str, count: int) -> str:
 def collapse_loop(text: str) -> tuple[str, int]:
     """``(unit, times)`` when the whole text is one unit said again and again ("Good morning. Good morning.
     Good mor"), which a short window makes Whisper do: three times or more, or twice for a unit of six or
-    more letters; else ``(text, 1)``. Short doubles people do say ("はいはい", "bye bye") stay."""
+    more letters — the second time may break off, once six of its letters are said (``times`` counts it);
+    else ``(text, 1)``. Short doubles people do say ("はいはい", "bye bye") stay, and so does a sentence
+    that merely ends as it began ("はい、そうですね。はい")."""
     normal = normalise_phrase(text)
     length = len(normal)
-    for period in range(1, length // 2 + 1):
-        if normal[period:] == normal[: length - period]:
+    for period in range(1, length):
+        repeated = length - period
+        if repeated < min(period, 6):
+            break
+        if normal[period:] == normal[:repeated]:
             times = length / period
             if times >= 3 or period >= 6:
-                return _through(text, period), int(times)
+                return _through(text, period), math.ceil(times)
             break
     return text, 1
 

@@ -12,7 +12,14 @@ import pytest
 
 from assistant.speech.transcriber import HallucinationGuard, StaleTranscription
 from assistant.speech.whisper import WhisperTranscriber
-from assistant.speech.whisper_window import FULL_FRAMES, Decoded, Thresholds, degeneracy, is_repetitive
+from assistant.speech.whisper_window import (
+    FULL_FRAMES,
+    Decoded,
+    Thresholds,
+    collapse_loop,
+    degeneracy,
+    is_repetitive,
+)
 from tests.fixtures.speech import SpeechMaker, cer, wer
 
 JAPANESE = ["明日の天気はどうかな。", "さっきの映画、すごく面白かったね。"]
@@ -164,3 +171,17 @@ def test_audio_over_30_seconds_takes_the_long_form_path(speech_maker: SpeechMake
     heard = whisper_tiny_en.transcribe(audio)
     assert heard.window_frames == FULL_FRAMES and heard.duration_s > 30
     assert heard.text.lower().count("kitchen") == 2, heard.text
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    # A short window makes Whisper say the utterance again; the second time may break off.
+    ("こんばんは、今日はちょっと疲れちゃった。こんばんは、今日はちょっと疲れ", ("こんばんは、今日はちょっと疲れちゃった。", 2)),
+    ("Good morning. Good morning. Good mor", ("Good morning.", 3)),
+    ("Yes. Yes. Yes. Yes.", ("Yes.", 4)),
+    # What people do say stays whole.
+    ("はいはい", ("はいはい", 1)),
+    ("bye bye", ("bye bye", 1)),
+    ("はい、そうですね。はい", ("はい、そうですね。はい", 1)),
+])
+def test_a_loop_is_cut_back_to_the_utterance(text: str, expected: tuple[str, int]) -> None:
+    assert collapse_loop(text) == expected
