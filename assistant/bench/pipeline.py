@@ -12,8 +12,10 @@ Definitions (also in docs/benchmarks.md):
   is event hand-offs, queues, thread hops and the output stage starting the sink.
 - first-audio ratio: (first audio ready - end of speech) / (last sentence's audio ready - end of speech),
   over replies of two or more spoken sentences only (a one-sentence reply has ratio 1 by definition).
-- first turn after start: the first turn the freshly started pipeline answered (a warm-up turn when there
-  are any), per language: how far it is from the median shows what start-up warming still misses.
+- ready after start: from starting the pipeline until its warm-up is done (models loaded, the persona's
+  prompt evaluated) — when `saijin run` says "ready".
+- first turn after start: the first turn the pipeline answered after it was ready (a warm-up turn when
+  there are any), per language: how far it is from the median shows what start-up warming still misses.
 
 Every figure is given per language (ja, en) and over both.
 """
@@ -26,6 +28,7 @@ import logging
 import os
 import platform
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -412,7 +415,11 @@ async def run_bench(settings: Settings, options: BenchOptions,
         conversation = BenchConversation(bench_settings, conv_options)
         recorder = TimelineRecorder()
         conversation.bus.subscribe(recorder)
+        started = time.monotonic()
         async with conversation:
+            # As `saijin run` does at start (it says "ready" then): load the engine, evaluate the prefix.
+            await conversation.warm_up()
+            ready_s = time.monotonic() - started
             for index, sample in enumerate(turns(samples, warmup)):
                 opened = await play_turn(conversation, recorder, sample, options.turn_timeout_s)
                 first_turns += [t for t in opened if t.is_measured][-1:]
@@ -432,6 +439,7 @@ async def run_bench(settings: Settings, options: BenchOptions,
 
             await settle(conversation)
         machine = machine_info(bench_settings, conversation, options)
+        machine["ready_s"] = round(ready_s, 1)
         machine["load_average"] = {"before": [round(x, 2) for x in load_before],
                                    "after": [round(x, 2) for x in load_after]}
     if not first_turns:

@@ -91,6 +91,8 @@ def print_report(summary: dict[str, Any]) -> None:
     console.print(f"ASR {models['asr']}; emotion {models['emotion']}; LLM {llm.get('engine')} "
                   f"({llm.get('kind')}, {llm.get('model')}); TTS {', '.join(f'{k}: {v}' for k, v in models['tts'].items())}; "
                   f"threads {machine.get('threads')}")
+    if machine.get("ready_s") is not None:
+        console.print(f"ready {machine['ready_s']:.1f} s after start (models loaded, the persona's prompt read)")
     columns = _columns(summary)
     table = Table(title="latency (ms)")
     table.add_column("stage")

@@ -75,16 +75,23 @@ async def run(args: argparse.Namespace) -> int:
         # While the user begins to speak, the engine reads the persona's prompt and its connection opens, so
         # the first reply comes as fast as the later ones.
         warming = asyncio.create_task(conversation.warm_up(), name="warm-up")
-        warming.add_done_callback(lambda task: None if task.cancelled() or task.exception() is None
-                                  else log.debug("warm-up failed", exc_info=task.exception()))
+        is_live = options.input != "file"
+
+        def warmed(task: asyncio.Task[None]) -> None:
+            if not task.cancelled() and task.exception() is not None:
+                log.debug("warm-up failed", exc_info=task.exception())
+            if is_live and not task.cancelled():
+                print("ready: listening… (Ctrl-C to stop)", file=sys.stderr)
+
+        warming.add_done_callback(warmed)
         if conversation.bridge is not None:
             print(f"avatar page: {conversation.bridge.url}   websocket: {conversation.bridge.ws_url}", file=sys.stderr)
         try:
-            if options.input == "file":
+            if not is_live:
                 await conversation.pipeline.wait_runners()
                 await conversation.pipeline.wait_idle()
                 return 0
-            print("listening… (Ctrl-C to stop)", file=sys.stderr)
+            print("getting ready (the model reads its prompt; you may already speak)…", file=sys.stderr)
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.Event().wait()  # until Ctrl-C
         finally:

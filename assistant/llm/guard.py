@@ -25,7 +25,7 @@ BOILERPLATE = re.compile(
     re.IGNORECASE,
 )
 #: A chunk repeats a source when this share of its characters is one unchanged stretch of it.
-REPEAT_SHARE = 0.8
+REPEAT_SHARE = 0.7
 #: Chunks shorter than this (normalised characters; words for English) may repeat the user: a greeting
 #: answers a greeting (「こんばんは」, "Good night.").
 MIN_ECHO_CHARS = 8
