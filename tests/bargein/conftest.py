@@ -1,13 +1,11 @@
 """Fixtures for the end-to-end barge-in tests: the real assembled conversation (feed input, realtime WAV
-output, Piper joe, Whisper tiny.en), a scripted OpenAI-compatible streaming peer, a real-time microphone
-that plays speech (and the assistant's own echo) into the feed source, and a bus recorder."""
+output, Piper joe, Whisper tiny.en) talking to tests/fixtures/llm.py's scripted ``chat_peer``, a real-time
+microphone that plays speech (and the assistant's own echo) into the feed source, and a bus recorder."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,121 +22,13 @@ from assistant.config.loader import Settings, load_settings
 from assistant.events import Audio, Event, PlaybackStarted, now
 from assistant.pipeline.assemble import Conversation, Options
 from assistant.pipeline.bus import Bus
+from tests.fixtures.llm import ChatPeer
 from tests.fixtures.speech import Clip, SpeechMaker, speech_span
 
 E = TypeVar("E", bound=Event)
 
 #: The microphone's chunk: 20 ms at 16 kHz.
 CHUNK = TARGET_RATE // 50
-
-# ------------------------------------------------------------------------------------------------
-# The LLM peer
-# ------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class PeerRequest:
-    """One chat request the peer received, and whether its client stayed to the end of the reply."""
-
-    body: dict[str, Any]
-    reply: str
-    is_finished: bool = False
-    is_abandoned: bool = False
-
-    @property
-    def user_text(self) -> str:
-        users = [m.get("content", "") for m in self.body.get("messages", []) if m.get("role") == "user"]
-        return str(users[-1]) if users else ""
-
-
-@dataclass
-class ScriptedPeer:
-    """A loopback OpenAI-compatible streaming server that answers with fixed replies, word by word.
-
-    Request ``i`` gets ``replies[min(i, len(replies) - 1)]``, one word every ``interval`` seconds after
-    ``first_token_delay``; a client that goes away mid-reply is recorded (``is_abandoned``)."""
-
-    replies: list[str] = field(default_factory=lambda: ["Hello there."])
-    interval: float = 0.02
-    first_token_delay: float = 0.0
-    requests: list[PeerRequest] = field(default_factory=list)
-    port: int = 0
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    async def _wait(self, reader: asyncio.StreamReader, seconds: float) -> bool:
-        """Sleep ``seconds``; False as soon as the client has gone away."""
-        deadline = now() + seconds
-        while True:
-            if reader.at_eof():
-                return False
-            left = deadline - now()
-            if left <= 0:
-                return True
-            await asyncio.sleep(min(0.01, left))
-
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        request: PeerRequest | None = None
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in head.decode("latin-1").split("\r\n"):
-                if line.lower().startswith("content-length:"):
-                    length = int(line.split(":", 1)[1])
-            body = json.loads(await reader.readexactly(length)) if length else {}
-            reply = self.replies[min(len(self.requests), len(self.replies) - 1)]
-            request = PeerRequest(body=body, reply=reply)
-            self.requests.append(request)
-            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n"
-                         b"connection: close\r\n\r\n")
-            await writer.drain()
-
-            def chunk(delta: dict[str, str], finish: str | None = None) -> bytes:
-                payload = {"id": "peer", "object": "chat.completion.chunk", "created": 0,
-                           "model": body.get("model", "peer"),
-                           "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-                data = f"data: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
-                return f"{len(data):x}\r\n".encode() + data + b"\r\n"
-
-            if not await self._wait(reader, self.first_token_delay):
-                request.is_abandoned = True
-                return
-            for piece in re.findall(r"\S+\s*", reply):
-                writer.write(chunk({"content": piece}))
-                await writer.drain()
-                if not await self._wait(reader, self.interval):
-                    request.is_abandoned = True
-                    return
-            done = b"data: [DONE]\n\n"
-            writer.write(chunk({}, "stop") + f"{len(done):x}\r\n".encode() + done + b"\r\n0\r\n\r\n")
-            await writer.drain()
-            request.is_finished = True
-        except (ConnectionError, asyncio.IncompleteReadError):
-            if request is not None and not request.is_finished:
-                request.is_abandoned = True
-        finally:
-            writer.close()
-
-
-@contextlib.asynccontextmanager
-async def serving(peer: ScriptedPeer) -> AsyncIterator[ScriptedPeer]:
-    """``peer`` listening on a free loopback port for as long as the block runs."""
-    server = await asyncio.start_server(peer.handle, "127.0.0.1", 0)
-    peer.port = server.sockets[0].getsockname()[1]
-    try:
-        yield peer
-    finally:
-        server.close()
-        await server.wait_closed()
-
-
-@pytest.fixture
-async def peer() -> AsyncIterator[ScriptedPeer]:
-    async with serving(ScriptedPeer()) as running:
-        yield running
-
 
 # ------------------------------------------------------------------------------------------------
 # The configuration: a private copy of config/ with the English Piper voice and Whisper tiny.en
@@ -394,15 +284,15 @@ def output_sink(conversation: Conversation) -> WavFileSink:
 
 
 @pytest.fixture
-def talk(tmp_path: Path, peer: ScriptedPeer) -> Callable[..., contextlib.AbstractAsyncContextManager[Talk]]:
+def talk(tmp_path: Path, chat_peer: ChatPeer) -> Callable[..., contextlib.AbstractAsyncContextManager[Talk]]:
     """``async with talk(settings, use_memory=False) as t:`` — the real assembled conversation with feed input,
-    a realtime WAV sink, the LLM routed to ``peer``, and a real-time microphone already running."""
+    a realtime WAV sink, the LLM routed to ``chat_peer``, and a real-time microphone already running."""
 
     @contextlib.asynccontextmanager
     async def make(settings: Settings, use_memory: bool = False) -> AsyncIterator[Talk]:
         output = tmp_path / "reply.wav"
         options = Options(input="feed", output="file", output_path=output, is_realtime=True,
-                          llm_url=peer.base_url, llm_model="peer", use_memory=use_memory)
+                          llm_url=chat_peer.base_url, llm_model="peer", use_memory=use_memory)
         conversation = Conversation(settings, options)
         record = Recorder(conversation.bus)
         assert isinstance(conversation.source, PcmFeedSource)

@@ -18,7 +18,7 @@ from assistant.events import (
     UserTranscript,
 )
 from assistant.memory.store import MemoryStore
-from tests.bargein.conftest import ScriptedPeer
+from tests.fixtures.llm import ChatPeer
 from tests.fixtures.speech import Clip, wer
 
 #: Six sentences, about 25 s of speech: the user cuts in during the second or third.
@@ -47,12 +47,13 @@ def _spoken(sentences: list[str], fractions: list[float]) -> str:
 
 
 async def test_user_speech_stops_a_long_reply_within_100_ms_and_becomes_the_next_turn(
-        bargein_settings: Callable[..., Settings], peer: ScriptedPeer, talk: Callable, clips: Callable[[str], Clip]) -> None:
+        bargein_settings: Callable[..., Settings], chat_peer: ChatPeer, talk: Callable,
+        clips: Callable[[str], Clip]) -> None:
     barge = clips(BARGE)
     assert barge.duration >= 1.0
     settings = bargein_settings(echo_gate="off")
-    peer.replies = [LONG_REPLY, SHORT_REPLY]
-    peer.interval = 0.12  # the model is still streaming when the user cuts in
+    chat_peer.replies = [LONG_REPLY, SHORT_REPLY]
+    chat_peer.interval = 0.12  # the model is still streaming when the user cuts in
     async with talk(settings, use_memory=True) as t:
         t.conversation.emit(TextInput(text="Tell me a story about a fox."))
         first = (await t.record.wait_for(UserTranscript)).turn_id
@@ -82,12 +83,12 @@ async def test_user_speech_stops_a_long_reply_within_100_ms_and_becomes_the_next
     assert not record.of(TurnDone, first)
     assert len(record.of(Interrupted, first)) == 1
     # The model's stream was closed mid-reply.
-    assert peer.requests[0].is_abandoned and not peer.requests[0].is_finished
+    assert chat_peer.requests[0].is_abandoned and not chat_peer.requests[0].is_finished
 
     # The barging speech became the next turn, and it was answered in full.
     assert wer(BARGE, heard.text) <= 0.35, heard.text
     assert not result.is_interrupted and result.reply == SHORT_REPLY
-    assert len(peer.requests) == 2 and heard.text.strip() in peer.requests[1].user_text
+    assert len(chat_peer.requests) == 2 and heard.text.strip() in chat_peer.requests[1].user_text
     assert record.of(TurnDone, second)
 
     # Memory: the cut reply keeps only what was heard, marked interrupted.

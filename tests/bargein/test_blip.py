@@ -24,7 +24,7 @@ from assistant.events import (
     VoiceDropped,
     VoiceStarted,
 )
-from tests.bargein.conftest import ScriptedPeer
+from tests.fixtures.llm import ChatPeer
 from tests.fixtures.speech import Clip, speech_span
 
 REPLY = ("The weather will be mild and sunny for most of the day. "
@@ -49,11 +49,11 @@ def blip(clip: Clip) -> np.ndarray:
 
 
 async def test_a_150_ms_blip_does_not_interrupt_and_every_sentence_plays(
-        bargein_settings: Callable[..., Settings], peer: ScriptedPeer, talk: Callable,
+        bargein_settings: Callable[..., Settings], chat_peer: ChatPeer, talk: Callable,
         clips: Callable[[str], Clip]) -> None:
     sound = blip(clips("Yes, I see what you mean."))
     silence = np.zeros(16000, dtype=np.float32)  # the blip, then a second of quiet
-    peer.replies = [REPLY]
+    chat_peer.replies = [REPLY]
     async with talk(bargein_settings()) as t:
         t.conversation.emit(TextInput(text="What will the weather be like?"))
         turn = (await t.record.wait_for(UserTranscript)).turn_id

@@ -20,7 +20,8 @@ from assistant.events import (
     UserTranscript,
     VoiceStarted,
 )
-from tests.bargein.conftest import EchoPath, ScriptedPeer
+from tests.bargein.conftest import EchoPath
+from tests.fixtures.llm import ChatPeer
 
 REPLY = ("The weather will be mild and sunny for most of the day. "
          "Later in the evening a light breeze comes in from the sea. "
@@ -32,8 +33,8 @@ ECHO_GAIN = 0.3
 @pytest.mark.parametrize("model", ["played", "sent"])
 @pytest.mark.parametrize("gate", ["mute", "raise"])
 async def test_with_the_echo_gate_the_assistant_does_not_hear_itself(
-        gate: str, model: str, bargein_settings: Callable[..., Settings], peer: ScriptedPeer, talk: Callable) -> None:
-    peer.replies = [REPLY]
+        gate: str, model: str, bargein_settings: Callable[..., Settings], chat_peer: ChatPeer, talk: Callable) -> None:
+    chat_peer.replies = [REPLY]
     async with talk(bargein_settings(echo_gate=gate)) as t:
         echo = t.microphone.echo_path = EchoPath(t.conversation.bus, t.sink, ECHO_GAIN, model)
         t.conversation.emit(TextInput(text="What will the weather be like?"))
@@ -55,9 +56,9 @@ async def test_with_the_echo_gate_the_assistant_does_not_hear_itself(
 
 
 async def test_without_the_gate_a_speaker_echo_makes_the_assistant_stutter(
-        bargein_settings: Callable[..., Settings], peer: ScriptedPeer, talk: Callable) -> None:
+        bargein_settings: Callable[..., Settings], chat_peer: ChatPeer, talk: Callable) -> None:
     """Control: the echo that stops when the output holds is taken for the user again and again."""
-    peer.replies = [REPLY]
+    chat_peer.replies = [REPLY]
     async with talk(bargein_settings(echo_gate="off")) as t:
         t.microphone.echo_path = EchoPath(t.conversation.bus, t.sink, ECHO_GAIN, "played")
         t.conversation.emit(TextInput(text="What will the weather be like?"))
@@ -75,9 +76,9 @@ async def test_without_the_gate_a_speaker_echo_makes_the_assistant_stutter(
 
 
 async def test_without_the_gate_a_buffered_speaker_echo_interrupts_the_assistant(
-        bargein_settings: Callable[..., Settings], peer: ScriptedPeer, talk: Callable) -> None:
+        bargein_settings: Callable[..., Settings], chat_peer: ChatPeer, talk: Callable) -> None:
     """Control: the echo that goes on after a hold is taken for the user barging in."""
-    peer.replies = [REPLY]
+    chat_peer.replies = [REPLY]
     async with talk(bargein_settings(echo_gate="off")) as t:
         t.microphone.echo_path = EchoPath(t.conversation.bus, t.sink, ECHO_GAIN, "sent")
         t.conversation.emit(TextInput(text="What will the weather be like?"))

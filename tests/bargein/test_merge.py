@@ -20,7 +20,7 @@ from assistant.events import (
     UserSpeechStarted,
     UserTranscript,
 )
-from tests.bargein.conftest import ScriptedPeer
+from tests.fixtures.llm import ChatPeer
 from tests.fixtures.speech import Clip, speech_span, wer
 
 FIRST = "I went to the market this morning."
@@ -30,7 +30,7 @@ REPLY = "Apple pie sounds lovely. Did you find good apples?"
 
 @pytest.mark.parametrize("pause_s", [0.6, 1.0])
 async def test_a_pause_longer_than_the_hangover_does_not_split_the_turn(
-        pause_s: float, bargein_settings: Callable[..., Settings], peer: ScriptedPeer, talk: Callable,
+        pause_s: float, bargein_settings: Callable[..., Settings], chat_peer: ChatPeer, talk: Callable,
         clips: Callable[[str], Clip]) -> None:
     first, second = clips(FIRST), clips(SECOND)
     settings = bargein_settings()
@@ -40,11 +40,11 @@ async def test_a_pause_longer_than_the_hangover_does_not_split_the_turn(
                                 np.zeros(int(pause_s * 16000), dtype=np.float32),
                                 second.samples[int(speech_span(second.samples)[0] * 16000):],
                                 np.zeros(16000, dtype=np.float32)])
-    peer.replies = [REPLY]
-    peer.first_token_delay = 1.0  # a model that takes its time: no reply can be audible within the pause
+    chat_peer.replies = [REPLY]
+    chat_peer.first_token_delay = 1.0  # a model that takes its time: no reply can be audible within the pause
     async with talk(settings) as t:
         await t.conversation.warm_up()  # as `saijin demo` does: the engine's client is ready
-        peer.requests.clear()
+        chat_peer.requests.clear()
         spoken = t.microphone.say(utterance)
         await spoken.done
         done = await t.record.wait_for(TurnDone, timeout=60)
@@ -55,7 +55,7 @@ async def test_a_pause_longer_than_the_hangover_does_not_split_the_turn(
     turns = [e.turn_id for e in record.of(UserSpeechStarted)]
     ended = [e.turn_id for e in record.of(UserSpeechEnded)]
     print(f"\nmerge: turns opened {turns}, ended {ended}, transcripts "
-          f"{[(e.turn_id, e.text) for e in record.of(UserTranscript)]}; {len(peer.requests)} LLM requests")
+          f"{[(e.turn_id, e.text) for e in record.of(UserTranscript)]}; {len(chat_peer.requests)} LLM requests")
     assert len(turns) == 2 and len(ended) == 2, "the pause did not end the first part (nothing to merge)"
     assert [e.turn_id for e in record.of(TurnDone)] == [done.turn_id] == [turns[-1]]
     assert [e.turn_id for e in record.of(Interrupted)] == [turns[0]]
@@ -70,5 +70,6 @@ async def test_a_pause_longer_than_the_hangover_does_not_split_the_turn(
     assert "market" in text and "apples" in text, text
     assert wer(f"{FIRST} {SECOND}", text) <= 0.35, text
     # Only the merged turn's request got its answer; any request for the first half was closed unanswered.
-    assert peer.requests and peer.requests[-1].is_finished and heard[0].text.strip() in peer.requests[-1].user_text
-    assert all(r.is_abandoned for r in peer.requests[:-1])
+    last = chat_peer.requests[-1] if chat_peer.requests else None
+    assert last is not None and last.is_finished and heard[0].text.strip() in last.user_text
+    assert all(r.is_abandoned for r in chat_peer.requests[:-1])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from assistant.llm.router import EngineRouter, override_routing
 from assistant.pipeline.assemble import Conversation, Options
 from assistant.pipeline.bus import Bus
 from assistant.pipeline.runtime import Pipeline
+from tests.fixtures.llm import ChatPeer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,9 +72,11 @@ async def test_chat_turn_on_the_embedded_engine_in_the_personas_format(embedded_
     assert result.latency is not None and "llm_first_token" in result.latency.stages_ms
 
 
-async def test_cancelling_a_turn_closes_the_engines_http_stream(stream_peer) -> None:
+async def test_cancelling_a_turn_closes_the_engines_http_stream(
+        start_chat_peer: Callable[..., Awaitable[ChatPeer]]) -> None:
+    peer = await start_chat_peer("そうだね、はい。", is_endless=True, interval=0.05)
     settings = load_settings(ROOT / "config", "cpu")
-    router = EngineRouter(override_routing(stream_peer.base_url, "peer-model"))
+    router = EngineRouter(override_routing(peer.base_url, "peer-model"))
     reply = ReplyStage(settings.rules, settings.personas, "miyu", router, is_voiced=False)
     bus = Bus()
     subtitles: list[Subtitle] = []
@@ -82,14 +86,14 @@ async def test_cancelling_a_turn_closes_the_engines_http_stream(stream_peer) -> 
         while len(subtitles) < 2:
             await asyncio.sleep(0.01)
         pipeline.cancel_turn(1, "test")
-        await asyncio.wait_for(stream_peer.disconnected.wait(), 2)
+        await asyncio.wait_for(peer.disconnected.wait(), 2)
         count = len(subtitles)
-        sent = stream_peer.chunks_sent
+        sent = peer.chunks_sent
         await asyncio.sleep(0.3)
         assert len(subtitles) == count  # nothing of the cancelled turn after the cancel
-        assert stream_peer.chunks_sent <= sent + 1
+        assert peer.chunks_sent <= sent + 1
     await router.aclose()
-    assert stream_peer.requests[0]["model"] == "peer-model" and stream_peer.requests[0]["stream"] is True
+    assert peer.requests[0].body["model"] == "peer-model" and peer.requests[0].body["stream"] is True
 
 
 async def test_an_unreachable_engine_is_one_clear_line() -> None:

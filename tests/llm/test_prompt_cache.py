@@ -4,6 +4,7 @@ byte; the turn's context rides beside the user's words; the kept conversation dr
 from __future__ import annotations
 
 import itertools
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from assistant.llm.router import EngineRouter, override_routing
 from assistant.memory.recall import MemoryContext
 from assistant.pipeline.bus import Bus
 from assistant.pipeline.runtime import Pipeline
+from tests.fixtures.llm import ChatPeer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,11 +79,12 @@ def test_a_cut_reply_is_kept_as_heard() -> None:
     assert [m.content for m in history.messages] == ["hello", "Hello there. How was…"]
 
 
-async def test_requests_of_a_conversation_only_append(stream_peer, settings: Settings) -> None:
+async def test_requests_of_a_conversation_only_append(start_chat_peer: Callable[..., Awaitable[ChatPeer]],
+                                                      settings: Settings) -> None:
     """Three turns through the real reply stage against a streaming server: each request starts with the
     whole previous request plus the reply the model gave."""
-    stream_peer.interval = 0.002
-    router = EngineRouter(override_routing(stream_peer.base_url, "peer-model"))
+    peer = await start_chat_peer("そうだね、はい。", is_endless=True, interval=0.002)
+    router = EngineRouter(override_routing(peer.base_url, "peer-model"))
     reply = ReplyStage(settings.rules, settings.personas, "yuuri", router, is_voiced=False)
     bus = Bus()
     done: list[TurnDone] = []
@@ -93,7 +96,7 @@ async def test_requests_of_a_conversation_only_append(stream_peer, settings: Set
             while len(done) < turn:
                 await pipeline.wait_idle()
     await router.aclose()
-    requests = [r["messages"] for r in stream_peer.requests]
+    requests = [r.body["messages"] for r in peer.requests]
     assert len(requests) == 3
     for before, after in itertools.pairwise(requests):
         assert after[:len(before)] == before

@@ -1,6 +1,6 @@
 """Fixtures for the reliability tests: private configs whose data stays in tmp, the `saijin` command as a real
-process, a loopback OpenAI-compatible peer that streams a fixed (bad) reply, spoken WAV samples, and a page on
-the Live2D bridge's WebSocket."""
+process, spoken WAV samples, and a page on the Live2D bridge's WebSocket. (The OpenAI-compatible peer that streams
+a fixed, bad reply is tests/fixtures/llm.py's ``ChatPeer``.)"""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -117,96 +116,6 @@ def assert_one_clear_line(proc: subprocess.CompletedProcess[str], exit_code: int
     for needle in needles:
         assert needle in line, f"{needle!r} not in {line!r}"
     return line
-
-
-# --------------------------------------------------------------------------------------------------
-# a loopback OpenAI-compatible peer that streams a fixed reply
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class ReplyPeer:
-    """A loopback HTTP server speaking the OpenAI chat-completions streaming protocol. Every request gets
-    ``reply`` cut into ``chunk_chars``-character deltas, one every ``interval`` seconds; with ``is_endless``
-    the reply repeats until the client goes away. Records requests, chunks sent and disconnects.
-
-    It stands in for a model that writes bad text: the thing under test is what the assistant does with it.
-    """
-
-    reply: str
-    chunk_chars: int = 7
-    interval: float = 0.0
-    is_endless: bool = False
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    chunks_sent: int = 0
-    disconnects: int = 0
-    port: int = 0
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def _chunks(self) -> Iterator[str]:
-        while True:
-            for start in range(0, len(self.reply), self.chunk_chars):
-                yield self.reply[start:start + self.chunk_chars]
-            if not self.is_endless:
-                return
-
-    @staticmethod
-    def _frame(payload: Mapping[str, Any] | str) -> bytes:
-        data = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
-        body = f"data: {data}\n\n".encode()
-        return f"{len(body):x}\r\n".encode() + body + b"\r\n"
-
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in head.decode("latin-1").split("\r\n"):
-                if line.lower().startswith("content-length:"):
-                    length = int(line.split(":", 1)[1])
-            body = json.loads(await reader.readexactly(length)) if length else {}
-            self.requests.append(body)
-            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
-            model = body.get("model", "m")
-            for text in self._chunks():
-                delta = {"id": "r", "object": "chat.completion.chunk", "created": 0, "model": model,
-                         "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
-                writer.write(self._frame(delta))
-                await writer.drain()
-                self.chunks_sent += 1
-                if reader.at_eof():
-                    raise ConnectionResetError("client went away")
-                await asyncio.sleep(self.interval)
-            done = {"id": "r", "object": "chat.completion.chunk", "created": 0, "model": model,
-                    "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
-            writer.write(self._frame(done) + self._frame("[DONE]") + b"0\r\n\r\n")
-            await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            self.disconnects += 1
-        finally:
-            writer.close()
-
-
-@pytest.fixture
-async def reply_peer() -> AsyncIterator[Callable[..., ReplyPeer]]:
-    """``start(reply, **options)`` -> a running :class:`ReplyPeer` on 127.0.0.1 (stopped after the test)."""
-    servers: list[asyncio.Server] = []
-    peers: list[ReplyPeer] = []
-
-    async def start(reply: str, **options: Any) -> ReplyPeer:
-        peer = ReplyPeer(reply=reply, **options)
-        server = await asyncio.start_server(peer.handle, "127.0.0.1", 0)
-        peer.port = server.sockets[0].getsockname()[1]
-        servers.append(server)
-        peers.append(peer)
-        return peer
-
-    yield start  # type: ignore[misc]
-    for server in servers:
-        server.close()
-        await server.wait_closed()
 
 
 # --------------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import asyncio
 import struct
 import unicodedata
 import wave
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,8 @@ from assistant.config import load_settings
 from assistant.events import Audio, Event, Subtitle
 from assistant.memory.store import MemoryStore
 from assistant.pipeline.assemble import Conversation, Options
-from tests.reliability.conftest import ReplyPeer, assert_one_clear_line, run_saijin, use_fast_voices
+from tests.fixtures.llm import ChatPeer
+from tests.reliability.conftest import assert_one_clear_line, run_saijin, use_fast_voices
 
 # --------------------------------------------------------------------------------------------------
 # WAV files
@@ -260,10 +261,10 @@ VOICED = ("markdown", "tags")
 
 
 @pytest.mark.parametrize("case", sorted(BAD_REPLIES))
-async def test_bad_model_output_is_spoken_clean_and_bounded(case: str, quiet_config: Path, tmp_path: Path,
-                                                            reply_peer: Callable[..., ReplyPeer]) -> None:
+async def test_bad_model_output_is_spoken_clean_and_bounded(
+        case: str, quiet_config: Path, tmp_path: Path, start_chat_peer: Callable[..., Awaitable[ChatPeer]]) -> None:
     reply, is_endless, must_say, must_not_say = BAD_REPLIES[case]
-    peer = await reply_peer(reply, is_endless=is_endless, chunk_chars=5, interval=0.002)
+    peer = await start_chat_peer(reply, is_endless=is_endless, chunk_chars=5, interval=0.002)
     use_fast_voices(quiet_config)
     settings = load_settings(quiet_config, "cpu")
     rules = settings.rules
@@ -330,9 +331,9 @@ HABITS: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...]]] = {
 
 @pytest.mark.parametrize("case", sorted(HABITS))
 async def test_a_small_models_habits_are_not_spoken(case: str, quiet_config: Path,
-                                                    reply_peer: Callable[..., ReplyPeer]) -> None:
+                                                    start_chat_peer: Callable[..., Awaitable[ChatPeer]]) -> None:
     user_text, reply, must_say, must_not_say = HABITS[case]
-    peer = await reply_peer(reply, chunk_chars=5, interval=0.002)
+    peer = await start_chat_peer(reply, chunk_chars=5, interval=0.002)
     settings = load_settings(quiet_config, "cpu")
     options = Options(persona="yuuri", llm_url=peer.base_url, llm_model="habitual-model", output="none")
     subtitles: list[Subtitle] = []
@@ -349,9 +350,9 @@ async def test_a_small_models_habits_are_not_spoken(case: str, quiet_config: Pat
 
 
 async def test_a_reply_that_only_echoes_the_user_becomes_a_sign_of_listening(
-        quiet_config: Path, reply_peer: Callable[..., ReplyPeer]) -> None:
+        quiet_config: Path, start_chat_peer: Callable[..., Awaitable[ChatPeer]]) -> None:
     user_text = "I feel a bit lonely tonight."
-    peer = await reply_peer(user_text, chunk_chars=5, interval=0.002)
+    peer = await start_chat_peer(user_text, chunk_chars=5, interval=0.002)
     settings = load_settings(quiet_config, "cpu")
     options = Options(persona="yuuri", llm_url=peer.base_url, llm_model="habitual-model", output="none")
     subtitles: list[Subtitle] = []

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from assistant.audio.wavfile import write_wav
-from tests.bargein.conftest import ScriptedPeer, serving
+from tests.fixtures.llm import ChatPeer, serving
 from tests.fixtures.speech import SpeechMaker, cer, speech_span, wer
 from tests.reliability.conftest import RATE, run_saijin, saijin_argv, saijin_env, use_fast_voices
 
@@ -39,8 +39,8 @@ def three_questions_wav(tmp_path_factory: pytest.TempPathFactory, speech_maker: 
 
 
 @pytest.fixture
-async def quick_peer() -> AsyncIterator[ScriptedPeer]:
-    async with serving(ScriptedPeer(replies=list(REPLIES))) as peer:
+async def quick_peer() -> AsyncIterator[ChatPeer]:
+    async with serving(ChatPeer(replies=list(REPLIES))) as peer:
         yield peer
 
 
@@ -51,7 +51,7 @@ async def _run(*args: str) -> tuple[int, str, str]:
     return proc.returncode or 0, out.decode(), err.decode()
 
 
-def _check_every_question_heard_and_answered(events_path: Path, config: Path, peer: ScriptedPeer) -> None:
+def _check_every_question_heard_and_answered(events_path: Path, config: Path, peer: ChatPeer) -> None:
     events = [json.loads(line) for line in events_path.read_text(encoding="utf-8").splitlines()]
     heard = [e for e in events if e["type"] == "user-transcript"]
     assert len(heard) == 3, [e["text"] for e in heard]
@@ -81,7 +81,7 @@ def _check_every_question_heard_and_answered(events_path: Path, config: Path, pe
 
 
 async def test_three_questions_spoken_in_real_time_each_get_their_turn_and_a_spoken_answer(
-        quiet_config: Path, three_questions_wav: Path, quick_peer: ScriptedPeer, tmp_path: Path) -> None:
+        quiet_config: Path, three_questions_wav: Path, quick_peer: ChatPeer, tmp_path: Path) -> None:
     use_fast_voices(quiet_config)
     events = tmp_path / "events.jsonl"
     code, _out, err = await _run("run", "--input", str(three_questions_wav), "--output", str(tmp_path / "reply.wav"),
@@ -92,7 +92,7 @@ async def test_three_questions_spoken_in_real_time_each_get_their_turn_and_a_spo
 
 
 async def test_questions_asked_while_a_slow_engine_answers_keep_their_turns_and_are_answered_in_order(
-        quiet_config: Path, three_questions_wav: Path, quick_peer: ScriptedPeer, tmp_path: Path) -> None:
+        quiet_config: Path, three_questions_wav: Path, quick_peer: ChatPeer, tmp_path: Path) -> None:
     quick_peer.first_token_delay = 4.0  # slower than the pauses between the questions
     events = tmp_path / "events.jsonl"
     code, _out, err = await _run("run", "--input", str(three_questions_wav), "--no-voice",
