@@ -11,6 +11,7 @@ from assistant.audio.vad import SegmentEnd, Segmenter
 from assistant.config.schema import AsrConfig
 from assistant.errors import ModelMissing
 from assistant.speech.transcriber import HallucinationGuard, Transcript, make_transcriber
+from assistant.speech.whisper import cpu_compute_type
 from assistant.text import normalise_phrase
 from tests.fixtures.speech import SpeechMaker, cer, wer, words
 
@@ -69,11 +70,21 @@ def test_auto_language_detects_japanese(speech_maker: SpeechMaker) -> None:
     assert cer(JAPANESE[0], heard.text) <= 0.3
 
 
-def test_auto_device_is_cpu_int8_without_a_gpu() -> None:
+def test_auto_device_is_the_cpu_with_its_faster_compute_type_without_a_gpu() -> None:
     transcriber = make_transcriber(AsrConfig(model="offline:whisper-tiny.en", device="auto", compute_type="auto",
                                              language="en"))
     transcriber.load()
-    assert (transcriber.device, transcriber.compute_type) == ("cpu", "int8")
+    assert (transcriber.device, transcriber.compute_type) == ("cpu", cpu_compute_type())
+
+
+@pytest.mark.parametrize(("flags", "expected"), [
+    ("flags\t\t: fpu sse2 avx avx2 fma f16c", "float32"),
+    ("flags\t\t: fpu sse2 avx avx2 fma avx512f avx512_vnni", "int8"),
+    ("flags\t\t: fpu avx2 avx_vnni", "int8"),
+    ("", "float32"),
+])
+def test_int8_only_where_the_cpu_has_int8_dot_products(flags: str, expected: str) -> None:
+    assert cpu_compute_type(flags) == expected
 
 
 def test_a_missing_model_is_one_clear_line(tmp_path: Any) -> None:
