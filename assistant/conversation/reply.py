@@ -27,6 +27,7 @@ from assistant.events import (
     Subtitle,
     TurnDone,
     UserTurnReady,
+    VoiceStarted,
     now,
 )
 from assistant.llm.engine import ChatMessage
@@ -80,7 +81,7 @@ class ReplyStage(Stage):
     """UserTurnReady -> Subtitle (one per sentence) + Expression, then ReplyDone; TurnDone once spoken."""
 
     accepts = (UserTurnReady, PlaybackFinished, Speaker, Mode)
-    urgent = (Interrupted, PlaybackStarted)
+    urgent = (Interrupted, PlaybackStarted, VoiceStarted)
 
     def __init__(self, rules: RulesConfig, personas: Mapping[str, PersonaConfig], persona_id: str,
                  router: EngineRouter, memory: ConversationMemory | None = None, mode: str = "normal",
@@ -129,7 +130,12 @@ class ReplyStage(Stage):
                     yield done
 
     def on_urgent(self, event: Event) -> None:
-        if isinstance(event, PlaybackStarted):
+        if isinstance(event, VoiceStarted):
+            # The user speaks: a background summary would take the cores from recognising the words (it
+            # is retried after the turn).
+            if self.memory is not None:
+                self.memory.pause_background()
+        elif isinstance(event, PlaybackStarted):
             reply = self._replies.get(event.turn_id)
             if reply is not None:
                 reply.started.add(event.sentence_index)

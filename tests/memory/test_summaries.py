@@ -144,3 +144,35 @@ async def test_a_real_embedded_model_summarises_while_turns_keep_coming(memory_s
     covered = {row for row in [*first, *during] if row <= summary.up_to_turn}
     assert pending and covered | pending == memory_store.turn_ids() == {*first, *during}
     assert slowest < 1.0  # turns were not held up by the model generating
+
+
+async def test_a_summary_in_progress_stops_when_the_user_starts_speaking(memory_store: MemoryStore) -> None:
+    """The reply stage hears VoiceStarted: a background summary would take the cores from recognising the
+    user's words, so it stops at once (and is tried again after the turn)."""
+    from pathlib import Path
+
+    from assistant.config import load_settings
+    from assistant.conversation.reply import ReplyStage
+    from assistant.events import VoiceStarted
+    from assistant.llm.router import EngineRouter
+    from assistant.memory.conversation import PersonaMemory
+    from assistant.pipeline.bus import Bus
+    from assistant.pipeline.runtime import Pipeline
+
+    settings = load_settings(Path(__file__).resolve().parents[2] / "config", "cpu")
+    summarize = GatedSummarizer()
+    memory = PersonaMemory(memory_store, settings.assistant.memory.model_copy(update={"summary_every": 2}),
+                           summarize)
+    add_chatter(memory_store, "miyu", 2)
+    router = EngineRouter(settings.routing)
+    reply = ReplyStage(settings.rules, settings.personas, "miyu", router, memory=memory, is_voiced=False)
+    async with Pipeline([reply], Bus()) as pipeline:
+        memory.after_turn("miyu")
+        await asyncio.wait_for(summarize.started.wait(), 30)
+        assert memory.summarizer is not None and memory.summarizer.is_busy
+        pipeline.emit(VoiceStarted(onset=0.0, segment_id=1))
+        await asyncio.wait_for(memory.summarizer.wait(), 30)  # ends without the gate being opened
+        assert not memory.summarizer.is_busy
+    await router.aclose()
+    assert memory_store.latest_summary("miyu") is None
+    assert memory_store.count_since_summary("miyu") == 2
