@@ -329,12 +329,9 @@ HABITS: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(HABITS))
-async def test_a_small_models_habits_are_not_spoken(case: str, quiet_config: Path,
-                                                    start_chat_peer: Callable[..., Awaitable[ChatPeer]]) -> None:
-    user_text, reply, must_say, must_not_say = HABITS[case]
-    peer = await start_chat_peer(reply, chunk_chars=5, interval=0.002)
-    settings = load_settings(quiet_config, "cpu")
+async def _spoken_reply(config_dir: Path, peer: ChatPeer, user_text: str) -> list[str]:
+    """The sentences the reply stage speaks when ``peer`` answers ``user_text`` (no voice, no errors)."""
+    settings = load_settings(config_dir, "cpu")
     options = Options(persona="yuuri", llm_url=peer.base_url, llm_model="habitual-model", output="none")
     subtitles: list[Subtitle] = []
     conversation = Conversation(settings, options)
@@ -342,7 +339,15 @@ async def test_a_small_models_habits_are_not_spoken(case: str, quiet_config: Pat
     async with conversation:
         result = await conversation.say(user_text, timeout=120)
     assert result.errors == [], result.errors
-    spoken = "".join(s.text for s in subtitles)
+    return [s.text for s in subtitles]
+
+
+@pytest.mark.parametrize("case", sorted(HABITS))
+async def test_a_small_models_habits_are_not_spoken(case: str, quiet_config: Path,
+                                                    start_chat_peer: Callable[..., Awaitable[ChatPeer]]) -> None:
+    user_text, reply, must_say, must_not_say = HABITS[case]
+    peer = await start_chat_peer(reply, chunk_chars=5, interval=0.002)
+    spoken = "".join(await _spoken_reply(quiet_config, peer, user_text))
     for words in must_say:
         assert words in spoken, f"{words!r} was lost from {spoken!r}"
     for words in must_not_say:
@@ -353,12 +358,5 @@ async def test_a_reply_that_only_echoes_the_user_becomes_a_sign_of_listening(
         quiet_config: Path, start_chat_peer: Callable[..., Awaitable[ChatPeer]]) -> None:
     user_text = "I feel a bit lonely tonight."
     peer = await start_chat_peer(user_text, chunk_chars=5, interval=0.002)
-    settings = load_settings(quiet_config, "cpu")
-    options = Options(persona="yuuri", llm_url=peer.base_url, llm_model="habitual-model", output="none")
-    subtitles: list[Subtitle] = []
-    conversation = Conversation(settings, options)
-    conversation.bus.subscribe(lambda e: subtitles.append(e) if isinstance(e, Subtitle) else None)
-    async with conversation:
-        result = await conversation.say(user_text, timeout=120)
-    assert result.errors == [], result.errors
-    assert [s.text for s in subtitles] == settings.personas["yuuri"].lines["listening"]
+    spoken = await _spoken_reply(quiet_config, peer, user_text)
+    assert spoken == load_settings(quiet_config, "cpu").personas["yuuri"].lines["listening"]
