@@ -15,6 +15,8 @@ NERVOUS = "I'm a bit nervous about my exam tomorrow."
 @pytest.mark.parametrize(("user", "mood", "chunk", "problem"), [
     (TIRED, "happy", "うれしそうで、", "note"),
     (TIRED, None, "何かお手伝いできることはありますか？", "boilerplate"),
+    (TIRED, None, "明後日はいつから起きるかお手伝いできますか？", "boilerplate"),
+    (TIRED, None, "お母さんのお手伝いをしたんだね。", None),
     (NERVOUS, None, "Is there anything I can help you with?", "boilerplate"),
     (NERVOUS, None, "As an AI language model, I don't get nervous.", "boilerplate"),
     (NERVOUS, None, "I'm a bit nervous about my exam", "echo"),
