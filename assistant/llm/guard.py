@@ -18,7 +18,7 @@ from assistant.text import normalise_phrase
 
 #: Lines an assistant says and a companion does not (narrow on purpose: a dropped chunk is never heard).
 BOILERPLATE = re.compile(
-    r"何か(お)?手伝い|お手伝いできる(こと|ますか)|お役に立て|お知らせください|ご用件|サポートいたします|"
+    r"何か(お)?手伝い|お手伝い(できること|できますか|しましょうか)|お役に立て|お知らせください|ご用件|サポートいたします|"
     r"AIアシスタント|アシスタントとして|言語モデル|"
     r"how (can|may) i (help|assist)|(anything|something) (else )?(that )?i can (help|do)|assist you|"
     r"as an ai\b|language model|ai assistant",
