@@ -46,11 +46,11 @@ EMOTION_WORDS: dict[str, dict[str, str]] = {
 
 #: The labels of the context part of a user message, per language of the user's words.
 _LABELS: dict[str, dict[str, str]] = {
-    "ja": {"open": "（メモ、読み上げないこと：", "close": "）", "summary": "これまでのまとめ",
+    "ja": {"open": "（メモ、読み上げないこと：", "close": "）", "always": "", "summary": "これまでのまとめ",
            "facts": "覚えていること", "snippets": "以前の会話", "mood": "声の様子",
            "mood_line": "{words}ようです"},
-    "en": {"open": "(Notes, not to be read out: ", "close": ")", "summary": "Earlier",
-           "facts": "You remember", "snippets": "Earlier talk", "mood": "Their voice",
+    "en": {"open": "(Notes, not to be read out: ", "close": ")", "always": "Reply in English.",
+           "summary": "Earlier", "facts": "You remember", "snippets": "Earlier talk", "mood": "Their voice",
            "mood_line": "sounds {words}"},
 }
 #: An example exchange in a persona's speaking style: 相手「…」→ NAME「…」 or 相手 "…" → NAME "…".
@@ -118,9 +118,7 @@ def user_message(user_text: str, context: Sequence[str]) -> str:
     (a note before the words makes small models read it out or repeat the words)."""
     text = user_text.strip()
     labels = _LABELS[guess_language(user_text)]
-    # No standing "Reply in English." note: the rules say it once, and with the note the 1.5B echoed the user
-    # and left more English replies empty (docs/benchmarks.md, "Replies with the guard").
-    notes = list(context)
+    notes = [*context, *([labels["always"]] if labels["always"] else [])]
     if not notes:
         return text
     separator = "。" if labels is _LABELS["ja"] else ". "
