@@ -78,7 +78,7 @@ def budgets() -> dict[str, int | str]:
 def _budget(stage: str, cores: int) -> int:
     # Two TTS threads on two cores: the first clause runs with the LLM paused (CORES), and beside the LLM
     # two non-spinning threads still finish a clause sooner than one (2.1 s against 2.7 s, measured).
-    tts = min(cores, 2) if cores <= 2 else 1 if cores <= 4 else min(4, cores // 4)
+    tts = cores if cores <= 2 else 1 if cores <= 4 else min(4, cores // 4)
     if stage == "asr":
         return min(cores, 8)
     if stage == "llm":  # llama.cpp gains little past 16 threads
