@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
-import os
 import sys
 import threading
 import time
@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from assistant.config.schema import EngineConfig, GenerationConfig
 from assistant.errors import EngineUnavailable, MissingExtra, ModelMissing
@@ -29,6 +29,7 @@ from assistant.text import has_japanese
 from assistant.threads import CORES, cpu_threads
 
 log = logging.getLogger(__name__)
+native_log = logging.getLogger("llama.cpp")
 
 _END = object()
 #: Gemma-style turn markers, used when the model file has no chat template of its own.
@@ -108,21 +109,70 @@ def fold_into_turns(messages: list[ChatMessage]) -> str:
     return "".join(parts) + "<start_of_turn>model\n"
 
 
+class _LoaderStderr(io.TextIOBase):
+    """``sys.stderr`` while llama.cpp loads a model: what the loading threads print goes to the log, what
+    every other thread writes (the turn lines, a warning) passes through to the real stream."""
+
+    def __init__(self, real: TextIO) -> None:
+        self.real = real
+        self.loaders: set[int] = set()
+
+    def write(self, text: str) -> int:
+        if threading.get_ident() in self.loaders:
+            if text.strip():
+                native_log.debug("%s", text.rstrip())
+            return len(text)
+        return self.real.write(text)
+
+    def flush(self) -> None:
+        self.real.flush()
+
+
+_stderr_lock = threading.Lock()
+
+
 @contextlib.contextmanager
-def quiet_stderr() -> Iterator[None]:
-    """Silence llama.cpp's C-level chatter on stderr (it ignores verbose=False for some lines) unless -v."""
-    if logging.getLogger().isEnabledFor(logging.INFO):
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
+def loader_output_to_log() -> Iterator[None]:
+    """Keep what llama-cpp-python prints while this thread loads a model off the user's screen.
+
+    Loaded with ``verbose=False``, llama-cpp-python would point the whole process's stdout and stderr (file
+    descriptors 1 and 2 and ``sys.stdout``/``sys.stderr``) at /dev/null for the load, and a turn line printed
+    by the event loop meanwhile was lost. So models load with ``verbose=True`` inside this: llama.cpp's own
+    log goes through a log callback (:func:`_route_native_log`), the Python-level lines of the loading
+    thread go to the log, and nothing else is touched."""
+    me = threading.get_ident()
+    with _stderr_lock:
+        proxy = sys.stderr if isinstance(sys.stderr, _LoaderStderr) else _LoaderStderr(sys.stderr)
+        sys.stderr = proxy
+        proxy.loaders.add(me)
     try:
-        with open(os.devnull, "wb") as devnull:
-            os.dup2(devnull.fileno(), 2)
         yield
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        with _stderr_lock:
+            proxy.loaders.discard(me)
+            if not proxy.loaders and sys.stderr is proxy:
+                sys.stderr = proxy.real
+
+
+_native_callback: Any = None
+
+
+def _route_native_log() -> None:
+    """llama.cpp's log lines (model loading, cache notes) go to the ``llama.cpp`` logger at DEBUG (-vv)."""
+    global _native_callback
+    if _native_callback is not None:
+        return
+    import llama_cpp
+
+    @llama_cpp.llama_log_callback
+    def callback(level: int, text: bytes, user_data: Any) -> None:
+        del level, user_data
+        line = text.decode("utf-8", errors="replace").rstrip()
+        if line:
+            native_log.debug("%s", line)
+
+    _native_callback = callback  # kept alive: llama.cpp holds only the C pointer
+    llama_cpp.llama_log_set(callback, None)
 
 
 class EmbeddedEngine:
@@ -175,9 +225,11 @@ class EmbeddedEngine:
             threads = self.config.n_threads or cpu_threads("llm")
             try:
                 chat_format = None if self.config.chat_format in ("transcript", "gemma") else self.config.chat_format
-                with quiet_stderr():
+                _route_native_log()
+                with loader_output_to_log():
                     llama = Llama(model_path=str(path), n_ctx=self.config.n_ctx, n_threads=threads,
-                                  n_threads_batch=threads, chat_format=chat_format, verbose=False)
+                                  n_threads_batch=threads, chat_format=chat_format, verbose=True)
+                llama.verbose = False  # no per-reply timing lines on stderr
             except Exception as exc:
                 raise ModelMissing(f"engine {self.name}: cannot load {path.name} ({exc}) — check the file or `saijin doctor`") from None
             metadata = getattr(llama, "metadata", {}) or {}

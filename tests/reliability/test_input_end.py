@@ -45,9 +45,14 @@ def test_run_from_a_wav_answers_the_last_turn_and_exits_0(tail_s: float, quiet_c
     # (When the first reply is not audible yet as the second utterance starts, the two merge into one turn.)
     last = max(heard, key=int)
     assert "hello" in heard[min(heard, key=int)].lower() and "weather" in heard[last].lower(), heard
-    assert last in replied, f"the last turn was not answered before the exit: {proc.stdout}"
     # Every reply was written out before the exit: the file holds all the audio the events log announced.
     logged = [json.loads(line) for line in events.read_text(encoding="utf-8").splitlines()]
+    # The last turn was answered before the exit: with words, or (a small base model may say nothing
+    # speakable to it) with the notice that its engine answered nothing that can be spoken.
+    said = {str(event["turn_id"]) for event in logged if event["type"] == "subtitle"}
+    noticed = {str(event["turn_id"]) for event in logged if event["type"] == "notice" and event.get("turn_id")}
+    assert last in said | noticed, f"the last turn was not answered before the exit: {proc.stdout}"
+    assert (last in replied) == (last in said), proc.stdout
     # A reply the second utterance barged into was cut: only turns that were not interrupted play in full.
     cut = {event["turn_id"] for event in logged if event["type"] == "interrupted"}
     audio_s = sum(len(event.get("mouth", [])) * 0.02 for event in logged

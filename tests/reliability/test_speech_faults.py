@@ -4,6 +4,7 @@ next turn works, without a restart. A model broken at start-up stops `saijin run
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -91,11 +92,16 @@ def test_run_with_a_corrupt_whisper_model_says_so(quiet_config: Path, whisper_co
     """A file run cannot understand anything: each turn shows the error, no traceback, and nothing is answered."""
     _corrupt(whisper_copy / "model.bin")
     edit_yaml(quiet_config / "profiles" / "cpu.yaml", {"assistant": {"asr": {"model": str(whisper_copy)}}})
+    events = tmp_path / "events.jsonl"
     proc = run_saijin("run", "--input", str(two_turns_wav), "--no-voice", "--fast", "--config", str(quiet_config),
-                      "--profile", "cpu", timeout=300)
+                      "--profile", "cpu", "--events", str(events), timeout=300)
     assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
     errors = [line for line in proc.stdout.splitlines() if "error:" in line]
-    assert len(errors) == 2 and all(str(whisper_copy) in line for line in errors), proc.stdout
+    logged = [json.loads(line) for line in events.read_text(encoding="utf-8").splitlines()]
+    # The two utterances are 2.5 s apart: two turns, each with its own error line.
+    turns = {event["turn_id"] for event in logged if event["type"] == "user-speech-started"}
+    assert len(turns) == 2 and len(errors) == 2, f"{proc.stdout}\n{[event['type'] for event in logged]}"
+    assert all(str(whisper_copy) in line for line in errors), proc.stdout
     assert "speech recognition is not available" in proc.stderr
 
 
