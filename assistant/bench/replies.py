@@ -21,8 +21,7 @@ from pathlib import Path
 from assistant.config.loader import Settings
 from assistant.config.schema import GenerationConfig
 from assistant.llm.engine import ChatEngine
-from assistant.llm.guard import ReplyGuard
-from assistant.llm.prompt import UserMood, build_messages, unspoken_notes
+from assistant.llm.prompt import UserMood, build_messages, reply_guard
 from assistant.llm.sentences import Sentence, split_sentences
 from assistant.memory.recall import MemoryContext
 from assistant.text import has_japanese, normalise_phrase
@@ -176,7 +175,7 @@ def guarded(raw: str, prompt: ReplyPrompt, settings: Settings) -> tuple[str, lis
     """What the reply stage speaks of ``raw``: its chunks (the first clause cut early, as spoken) that the
     reply guard lets through, and the chunks it dropped with why."""
     rules = settings.rules
-    guard = ReplyGuard(prompt.text, unspoken_notes(prompt.text, UserMood(prompt.mood, 0.9) if prompt.mood else None))
+    guard = reply_guard(prompt.text, UserMood(prompt.mood, 0.9) if prompt.mood else None)
     kept: list[str] = []
     dropped: list[tuple[str, str]] = []
     for piece in split_sentences(raw, rules.expression_tags, rules.max_sentence_chars, 10_000):

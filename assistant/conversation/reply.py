@@ -32,7 +32,7 @@ from assistant.events import (
 )
 from assistant.llm.engine import ChatMessage
 from assistant.llm.guard import ReplyGuard
-from assistant.llm.prompt import PromptHistory, UserMood, build_messages, prefix_messages, unspoken_notes
+from assistant.llm.prompt import PromptHistory, UserMood, build_messages, prefix_messages, reply_guard
 from assistant.llm.router import EngineRouter
 from assistant.llm.sentences import ExpressionTag, Sentence, SpokenTextStream
 from assistant.memory.recall import MemoryContext
@@ -191,7 +191,7 @@ class ReplyStage(Stage):
         history = self._history(persona.id, memory_view)
         messages = build_messages(self.rules, persona, turn.text, self.mode, mood, memory_view, history.messages)
         history.add_user(turn.turn_id, messages[-1].content)
-        guard = ReplyGuard(turn.text, unspoken_notes(turn.text, mood))
+        guard = reply_guard(turn.text, mood)
         yield timing(turn.turn_id, "prompt", started)
         log.info("turn %d prompt:\n%s", turn.turn_id, "\n".join(f"[{m.role}] {m.content}" for m in messages))
 

@@ -51,6 +51,8 @@ class ReplyGuard:
 
     user_text: str
     notes: tuple[str, ...] = ()
+    #: The notes' labels (「メモ、読み上げないこと」): a chunk holding one reads the notes out, however it goes on.
+    labels: tuple[str, ...] = ()
 
     def problem(self, chunk: str) -> str | None:
         """Why ``chunk`` must not be spoken ("boilerplate", "echo", "note"), or None."""
@@ -58,7 +60,10 @@ class ReplyGuard:
             return "boilerplate"
         if _long_enough_to_echo(chunk) and repeats(chunk, self.user_text):
             return "echo"
-        if any(repeats(chunk, note, MIN_NOTE_CHARS) for note in self.notes):
+        if any(repeats(chunk, note, MIN_NOTE_CHARS) for note in (*self.labels, *self.notes)):
+            return "note"
+        heard = normalise_phrase(chunk)
+        if any(label and normalise_phrase(label) in heard for label in self.labels):
             return "note"
         return None
 

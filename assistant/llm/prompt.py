@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from assistant.config.schema import NEEDS_REASSURANCE, PersonaConfig, RulesConfig
 from assistant.llm.engine import ChatMessage
+from assistant.llm.guard import ReplyGuard
 from assistant.memory.recall import MemoryContext
 from assistant.text import guess_language
 
@@ -46,11 +47,11 @@ EMOTION_WORDS: dict[str, dict[str, str]] = {
 
 #: The labels of the context part of a user message, per language of the user's words.
 _LABELS: dict[str, dict[str, str]] = {
-    "ja": {"open": "（メモ、読み上げないこと：", "close": "）", "always": "", "summary": "これまでのまとめ",
+    "ja": {"open": "（メモ、読み上げないこと：", "close": "）", "summary": "これまでのまとめ",
            "facts": "覚えていること", "snippets": "以前の会話", "mood": "声の様子",
            "mood_line": "{words}ようです"},
-    "en": {"open": "(Notes, not to be read out: ", "close": ")", "always": "Reply in English.",
-           "summary": "Earlier", "facts": "You remember", "snippets": "Earlier talk", "mood": "Their voice",
+    "en": {"open": "(Notes, not to be read out: ", "close": ")", "summary": "Earlier",
+           "facts": "You remember", "snippets": "Earlier talk", "mood": "Their voice",
            "mood_line": "sounds {words}"},
 }
 #: An example exchange in a persona's speaking style: 相手「…」→ NAME「…」 or 相手 "…" → NAME "…".
@@ -102,15 +103,22 @@ def turn_context(rules: RulesConfig, user_text: str, mode: str = "normal", mood:
     return lines
 
 
+#: The notes' labels in every language (a reply may read out the label of another language's notes).
+NOTE_LABELS: tuple[str, ...] = tuple(labels["open"].strip("（(：: ") for labels in _LABELS.values())
+
+
 def unspoken_notes(user_text: str, mood: UserMood | None = None) -> tuple[str, ...]:
-    """The phrases of this turn's notes that a reply must never read out: their label and how the user
-    sounds (see `assistant.llm.guard`)."""
+    """The phrases of this turn's notes that a reply must never read out: how the user sounds (the labels
+    are `NOTE_LABELS`; see `assistant.llm.guard`)."""
     language = guess_language(user_text)
-    labels = _LABELS[language]
-    notes = [labels["open"].strip("（(：: ")]
-    if mood is not None and mood.label != "neutral":
-        notes += EMOTION_WORDS[language].get(mood.label, mood.label).split("・")
-    return tuple(notes)
+    if mood is None or mood.label == "neutral":
+        return ()
+    return tuple(EMOTION_WORDS[language].get(mood.label, mood.label).split("・"))
+
+
+def reply_guard(user_text: str, mood: UserMood | None = None) -> ReplyGuard:
+    """The guard of one turn's reply: the user's words, how they sound, the notes' labels."""
+    return ReplyGuard(user_text, unspoken_notes(user_text, mood), NOTE_LABELS)
 
 
 def user_message(user_text: str, context: Sequence[str]) -> str:
@@ -118,7 +126,9 @@ def user_message(user_text: str, context: Sequence[str]) -> str:
     (a note before the words makes small models read it out or repeat the words)."""
     text = user_text.strip()
     labels = _LABELS[guess_language(user_text)]
-    notes = [*context, *([labels["always"]] if labels["always"] else [])]
+    # No standing "Reply in English." note: the rules say it once, and with the note the 1.5B echoed the user
+    # and left more English replies empty (docs/benchmarks.md, "Replies with the guard").
+    notes = list(context)
     if not notes:
         return text
     separator = "。" if labels is _LABELS["ja"] else ". "

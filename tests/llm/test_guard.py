@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.llm.guard import ReplyGuard
-from assistant.llm.prompt import UserMood, unspoken_notes
+from assistant.llm.prompt import UserMood, reply_guard
 
 TIRED = "こんばんは、今日はちょっと疲れちゃった。"
 NERVOUS = "I'm a bit nervous about my exam tomorrow."
@@ -21,6 +20,9 @@ NERVOUS = "I'm a bit nervous about my exam tomorrow."
     (NERVOUS, None, "As an AI language model, I don't get nervous.", "boilerplate"),
     (NERVOUS, None, "I'm a bit nervous about my exam", "echo"),
     (TIRED, None, "メモ、読み上げないこと。", "note"),
+    ("Hello? How are you today?", "happy", "(Notes, not to be read out: He seems happy and cheerful.)", "note"),
+    ("Hello? How are you today?", None, "（メモ、読み上げないこと：元気そう）", "note"),
+    ("Hello? How are you today?", "happy", "You sound happy today!", None),
     (TIRED, None, "こんばんは！", None),
     (TIRED, None, "今日は少し疲れちゃったんだね。", None),
     (TIRED, "happy", "お疲れさま、ゆっくり休んでね。", None),
@@ -32,5 +34,5 @@ NERVOUS = "I'm a bit nervous about my exam tomorrow."
     ("うちの猫の名前、覚えてる？", None, "猫の名前はミケだよね。", None),
 ])
 def test_what_is_not_spoken(user: str, mood: str | None, chunk: str, problem: str | None) -> None:
-    guard = ReplyGuard(user, unspoken_notes(user, UserMood(mood, 0.9) if mood else None))
+    guard = reply_guard(user, UserMood(mood, 0.9) if mood else None)
     assert guard.problem(chunk) == problem
