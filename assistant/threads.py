@@ -111,7 +111,9 @@ def prefer_passive_waiting() -> None:
 def onnx_session_options(stage: str, ort: Any | None = None) -> Any:
     """onnxruntime SessionOptions for `stage`: its thread budget, sequential, no spin-waiting pools."""
     if ort is None:
-        import onnxruntime as ort
+        import onnxruntime
+
+        ort = onnxruntime
     options = ort.SessionOptions()
     if not budgets_enabled():
         return options

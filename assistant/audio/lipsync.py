@@ -27,7 +27,8 @@ def window_rms(samples: np.ndarray, sample_rate: int, window_ms: int = WINDOW_MS
     squares = (padded.astype(np.float64) ** 2).reshape(count, size).sum(axis=1)
     lengths = np.full(count, size, dtype=np.float64)
     lengths[-1] = len(samples) - size * (count - 1)
-    return np.sqrt(squares / lengths).astype(np.float32)
+    levels: np.ndarray = np.sqrt(squares / lengths).astype(np.float32)
+    return levels
 
 
 def mouth_values(samples: np.ndarray, sample_rate: int, window_ms: int = WINDOW_MS,

@@ -24,7 +24,8 @@ def resample(samples: np.ndarray, src_rate: int, dst_rate: int = TARGET_RATE) ->
     from scipy.signal import resample_poly
 
     up, down = _ratio(src_rate, dst_rate)
-    return resample_poly(samples, up, down).astype(np.float32, copy=False)
+    resampled: np.ndarray = resample_poly(samples, up, down).astype(np.float32, copy=False)
+    return resampled
 
 
 def _design_filter(up: int, down: int) -> tuple[np.ndarray, int]:
@@ -79,7 +80,8 @@ class StreamResampler:
         mask = (idx >= 0) & (local >= 0) & (local < self._history.size)
         values[mask] = self._history[local[mask]]
         self._next_out += count
-        return np.einsum("ij,ij->i", rows, values).astype(np.float32)
+        out: np.ndarray = np.einsum("ij,ij->i", rows, values).astype(np.float32)
+        return out
 
     def _trim(self) -> None:
         oldest_needed = max(0, (self._next_out * self._down + self._half) // self._up - self._width)

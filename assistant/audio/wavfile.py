@@ -160,7 +160,8 @@ def _decode(raw: np.ndarray, info: WavInfo) -> np.ndarray:
         samples = (ints >> 8).astype(np.float32) / 8388608.0
     else:
         samples = raw.view("<i4").astype(np.float32) / 2147483648.0
-    return samples.reshape(-1, info.channels)
+    frames: np.ndarray = samples.reshape(-1, info.channels)
+    return frames
 
 
 def read_wav_info(path: str | os.PathLike[str]) -> tuple[WavInfo, int, int]:

@@ -91,21 +91,20 @@ class TurnFeed(Stage):
             self.emit(frame)
 
 
-class BenchConversation(Conversation):
+def bench_conversation(settings: Settings, options: Options) -> Conversation:
     """The real voice conversation, heard through a :class:`TurnFeed` and played to a NullSink; both keep
     real time unless ``options.is_realtime`` is False (the soak test)."""
+    from assistant.audio.sinks import NullSink
 
-    feed: TurnFeed
+    feed = TurnFeed(settings.assistant.vad.frame_ms, realtime=options.is_realtime)
+    sink = NullSink(realtime=options.is_realtime)
+    return Conversation(settings, dataclasses.replace(options, source=feed, sink=sink))
 
-    def _source(self) -> Stage:
-        self.feed = TurnFeed(self.settings.assistant.vad.frame_ms, realtime=self.options.is_realtime)
-        self.source = self.feed
-        return self.feed
 
-    def _sink(self) -> object:
-        from assistant.audio.sinks import NullSink
-
-        return NullSink(realtime=self.options.is_realtime)
+def _feed_of(conversation: Conversation) -> TurnFeed:
+    if not isinstance(conversation.options.source, TurnFeed):
+        raise UsageError("the bench plays its samples into a conversation made by bench_conversation()")
+    return conversation.options.source
 
 
 # ------------------------------------------------------------------------------------------------
@@ -380,11 +379,11 @@ def bench_language(options: BenchOptions) -> str:
     return options.language
 
 
-async def play_turn(conversation: BenchConversation, recorder: TimelineRecorder, sample: Sample,
+async def play_turn(conversation: Conversation, recorder: TimelineRecorder, sample: Sample,
                     timeout: float) -> list[TurnTimeline]:
     """Play one sample and wait until every turn it opened has ended; the turns it opened."""
     before = set(recorder.turns)
-    await conversation.feed.play(sample.samples())
+    await _feed_of(conversation).play(sample.samples())
     opened = sorted(t for t in recorder.turns if t not in before)
     if not opened:
         raise SaijinError(f"the VAD heard no speech in {sample.path} — is the sample silent?")
@@ -412,7 +411,7 @@ async def run_bench(settings: Settings, options: BenchOptions,
         conv_options = Options(persona=options.persona, input="feed", output="file", llm_url=options.llm_url,
                                llm_model=options.llm_model, events_path=options.events_path, is_realtime=True,
                                use_memory=True, start_engines=True)
-        conversation = BenchConversation(bench_settings, conv_options)
+        conversation = bench_conversation(bench_settings, conv_options)
         recorder = TimelineRecorder()
         conversation.bus.subscribe(recorder)
         started = time.monotonic()
@@ -538,6 +537,7 @@ def machine_info(settings: Settings, conversation: Conversation, options: BenchO
 
     a = settings.assistant
     persona = settings.persona(conversation.persona_id)
+    llm: dict[str, Any]
     if options.llm_url:
         llm = {"engine": "override", "kind": "openai", "base_url": options.llm_url, "model": options.llm_model}
     else:

@@ -263,7 +263,7 @@ def _short_replies(settings: Settings, max_tokens: int) -> None:
 async def run_soak(settings: Settings, options: SoakOptions,
                    progress: Callable[[int, int, str, float], None] | None = None) -> SoakReport:
     """Run ``options.turns`` turns through the real pipeline and measure what the process holds."""
-    from assistant.bench.pipeline import BenchConversation, TimelineRecorder, isolated
+    from assistant.bench.pipeline import TimelineRecorder, bench_conversation, isolated
     from assistant.bench.samples import sample_utterances
     from assistant.pipeline.assemble import Options
 
@@ -277,7 +277,7 @@ async def run_soak(settings: Settings, options: SoakOptions,
     with tempfile.TemporaryDirectory(prefix="saijin-soak-") as folder:
         if options.isolate_data:
             settings = isolated(settings, Path(folder))
-        conversation = BenchConversation(settings, Options(input="feed", output="file", is_realtime=False,
+        conversation = bench_conversation(settings, Options(input="feed", output="file", is_realtime=False,
                                                            use_memory=True))
         recorder = TimelineRecorder()
         conversation.bus.subscribe(recorder)
@@ -287,7 +287,7 @@ async def run_soak(settings: Settings, options: SoakOptions,
 async def _drive(conversation: Any, recorder: Any, samples: Sequence[Any], options: SoakOptions, warmup: int,
                  progress: Callable[[int, int, str, float], None] | None) -> SoakReport:
     kinds: collections.Counter[str] = collections.Counter()
-    seconds: collections.Counter[str] = collections.Counter()
+    seconds: dict[str, float] = collections.defaultdict(float)
     problems: list[str] = []
     in_use: list[tuple[int, float]] = []
     checkpoints: list[tuple[int, float]] = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -61,7 +62,7 @@ def build_tiny_emotion_model(target: Path, labels: Sequence[str] = ("neu", "hap"
     config = Wav2Vec2Config(
         hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=(16,) * 7,
         num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, classifier_proj_size=16,
-        num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)},
+        id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)},  # num_labels follows
     )
     torch.manual_seed(seed)
     model = Wav2Vec2ForSequenceClassification(config)
@@ -167,7 +168,7 @@ def bench_vad(audio: np.ndarray, frame_ms: int = 20, repeat: int = 5) -> dict[st
     return {"frame_ms": frame_ms, "us_per_frame": seconds / frames * 1e6, "frames": frames}
 
 
-def bench_asr(model: str, language: str, clips: Sequence[np.ndarray], repeat: int = 3) -> dict[str, float]:
+def bench_asr(model: str, language: str, clips: Sequence[np.ndarray], repeat: int = 3) -> dict[str, float | str]:
     from assistant.speech.whisper import WhisperTranscriber
 
     transcriber = WhisperTranscriber(model, device="auto", language=language)
@@ -177,7 +178,7 @@ def bench_asr(model: str, language: str, clips: Sequence[np.ndarray], repeat: in
     transcriber.transcribe(clips[0])  # warm-up
     rtfs, seconds = [], []
     for clip in clips:
-        elapsed = _median_time(lambda c=clip: transcriber.transcribe(c), repeat)
+        elapsed = _median_time(functools.partial(transcriber.transcribe, clip), repeat)
         seconds.append(elapsed)
         rtfs.append(elapsed / (len(clip) / TARGET_RATE))
     return {"load_s": load_s, "rtf": statistics.median(rtfs), "ms_per_utterance": statistics.median(seconds) * 1e3,
@@ -199,7 +200,7 @@ def bench_emotion(clips: Sequence[np.ndarray], repeat: int = 5) -> dict[str, dic
         for name, tagger in taggers.items():
             tagger.load()
             tagger.scores(clips[0])
-            ms = [_median_time(lambda c=clip, t=tagger: t.scores(c), repeat) * 1e3 for clip in clips]
+            ms = [_median_time(functools.partial(tagger.scores, clip), repeat) * 1e3 for clip in clips]
             out[name] = {"ms_per_utterance": statistics.median(ms),
                          "utterance_s": statistics.median(len(c) / TARGET_RATE for c in clips)}
     return out

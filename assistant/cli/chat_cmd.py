@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import sys
 
-from assistant.cli.common import conversation_options, print_error, voice_output
+from assistant.cli.common import conversation_options, print_error
 from assistant.config import load_settings
 from assistant.events import MODES, Event, Notice, Subtitle, TurnDone
 from assistant.pipeline.assemble import Conversation
@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 async def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, args.profile)
     options = conversation_options(args, settings)
-    options.output = "none" if args.no_voice else voice_output(settings)
+    options.output = "none" if args.no_voice else "speaker"
     async with Conversation(settings, options) as conversation:
         if args.say is not None:
             result = await conversation.say(args.say, timeout=args.timeout)

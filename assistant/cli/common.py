@@ -1,4 +1,4 @@
-"""What several commands share: conversation options from arguments, the voice output, error lines."""
+"""What several commands share: conversation options from arguments, error lines, a turn as printed lines."""
 
 from __future__ import annotations
 
@@ -19,12 +19,6 @@ def conversation_options(args: argparse.Namespace, settings: Settings) -> Option
         llm_model=getattr(args, "llm_model", None),
         events_path=Path(args.events) if getattr(args, "events", None) else None,
     )
-
-
-def voice_output(settings: Settings) -> str:
-    """Where spoken replies go by default: the speaker."""
-    del settings
-    return "speaker"
 
 
 def print_error(message: str) -> None:

@@ -13,6 +13,7 @@ import inspect
 import logging
 import sys
 from types import ModuleType
+from typing import Any
 
 from assistant.errors import SaijinError
 
@@ -40,7 +41,7 @@ def build_parser(commands: dict[str, ModuleType]) -> argparse.ArgumentParser:
         # Accepted before and after the command; only the top level sets defaults, so that a value given
         # before the command is not reset by the subcommand's own default.
         common = argparse.ArgumentParser(add_help=False)
-        unset = {} if defaults else {"default": argparse.SUPPRESS}
+        unset: dict[str, Any] = {} if defaults else {"default": argparse.SUPPRESS}
         common.add_argument("--config", metavar="DIR", help="configuration folder (default: ./config)", **unset)
         common.add_argument("--profile", metavar="NAME", help="profile overlay: cpu, gpu, ... (default: from assistant.yaml)",
                             **unset)
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     module = commands[args.command]
     try:
         result = module.run(args)
-        if inspect.isawaitable(result):
+        if inspect.iscoroutine(result):
             result = asyncio.run(result)
         return int(result or 0)
     except SaijinError as exc:

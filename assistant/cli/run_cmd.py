@@ -9,11 +9,11 @@ import logging
 import sys
 from pathlib import Path
 
-from assistant.cli.common import conversation_options, print_turn, voice_output
+from assistant.cli.common import conversation_options, print_turn
 from assistant.config import load_settings
 from assistant.errors import UsageError
 from assistant.events import MODES, Event, Interrupted, TurnDone, TurnDropped
-from assistant.pipeline.assemble import Conversation
+from assistant.pipeline.assemble import Conversation, InputKind, OutputKind
 
 log = logging.getLogger(__name__)
 
@@ -31,20 +31,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-bridge", action="store_true", help="do not start the avatar page")
 
 
-def _input(value: str) -> tuple[str, Path | None]:
-    if value in ("mic", "browser"):
-        return value, None
+def _input(value: str) -> tuple[InputKind, Path | None]:
+    if value == "mic":
+        return "mic", None
+    if value == "browser":
+        return "browser", None
     path = Path(value)
     if path.suffix.lower() != ".wav" and not path.exists():
         raise UsageError(f"--input {value}: use mic, browser or a .wav file")
     return "file", path
 
 
-def _output(value: str | None, input_kind: str, settings: object) -> tuple[str, Path | None]:
+def _output(value: str | None, input_kind: InputKind) -> tuple[OutputKind, Path | None]:
     if value is None:
-        return ("browser" if input_kind == "browser" else voice_output(settings)), None  # type: ignore[arg-type]
-    if value in ("speaker", "browser"):
-        return value, None
+        return ("browser" if input_kind == "browser" else "speaker"), None
+    if value == "speaker":
+        return "speaker", None
+    if value == "browser":
+        return "browser", None
     if not value.lower().endswith(".wav"):
         raise UsageError(f"--output {value}: use speaker, browser or a .wav file")
     return "file", Path(value)
@@ -53,8 +57,8 @@ def _output(value: str | None, input_kind: str, settings: object) -> tuple[str, 
 async def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, args.profile)
     options = conversation_options(args, settings)
-    options.input, options.input_path = _input(args.input)  # type: ignore[assignment]
-    options.output, options.output_path = _output(args.output, options.input, settings)  # type: ignore[assignment]
+    options.input, options.input_path = _input(args.input)
+    options.output, options.output_path = _output(args.output, options.input)
     if args.no_voice:
         options.output = "none"
     options.is_realtime = not args.fast and settings.assistant.audio.realtime_file_input

@@ -46,7 +46,7 @@ class ConversationMemory(Protocol):
     """What the reply stage needs from memory (assistant.memory provides it; blocking calls)."""
 
     def record(self, persona: str, role: str, text: str, *, turn_id: int, emotion: str | None = None,
-               emotion_score: float | None = None, is_interrupted: bool = False) -> None: ...
+               emotion_score: float | None = None, is_interrupted: bool = False) -> object: ...
 
     def view(self, persona: str, user_text: str) -> MemoryContext: ...
 
@@ -210,23 +210,23 @@ class ReplyStage(Stage):
                     first_token_at = now()
                     yield timing(turn.turn_id, "llm_first_token", requested, first_token_at)
                 for item in stream.feed(piece):
-                    produced = self._item(turn, reply, persona, item, guard)
-                    if produced is not None:
-                        if isinstance(produced, Subtitle) and first_sentence_at is None:
+                    spoken = self._item(turn, reply, persona, item, guard)
+                    if spoken is not None:
+                        if isinstance(spoken, Subtitle) and first_sentence_at is None:
                             first_sentence_at = now()
                             yield timing(turn.turn_id, "first_sentence", requested, first_sentence_at)
-                        yield produced
+                        yield spoken
                 if stream.is_exhausted:
                     log.info("turn %d: reply reached %d characters; stopping the model", turn.turn_id,
                              self.rules.max_reply_chars)
                     break
             for item in stream.flush():
-                produced = self._item(turn, reply, persona, item, guard)
-                if produced is not None:
-                    if isinstance(produced, Subtitle) and first_sentence_at is None:  # it ended without a stop
+                spoken = self._item(turn, reply, persona, item, guard)
+                if spoken is not None:
+                    if isinstance(spoken, Subtitle) and first_sentence_at is None:  # it ended without a stop
                         first_sentence_at = now()
                         yield timing(turn.turn_id, "first_sentence", requested, first_sentence_at)
-                    yield produced
+                    yield spoken
             yield timing(turn.turn_id, "llm_total", requested)
             listening = pick(persona.lines.get("listening", []))
             if not reply.sentences and reply.dropped and listening:
@@ -239,12 +239,10 @@ class ReplyStage(Stage):
         except SaijinError as exc:
             log.info("turn %d: %s", turn.turn_id, exc)
             yield Error(message=str(exc), turn_id=turn.turn_id, ends_turn=False)
-            line = pick(persona.lines.get("engine_down", []))
-            if line and not reply.sentences:
-                yield self._subtitle(turn, reply, persona, line, is_scripted=True)
-            elif line:
-                # The model broke off mid-reply: what was said stays; apologise briefly.
-                yield self._subtitle(turn, reply, persona, line, is_scripted=True)
+            apology = pick(persona.lines.get("engine_down", []))
+            if apology:
+                # Said alone when nothing came, or after what was said when the model broke off mid-reply.
+                yield self._subtitle(turn, reply, persona, apology, is_scripted=True)
         finally:
             await pieces.aclose()
         async for produced in self._finish(turn, reply):

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 
 from assistant.config.schema import PersonaConfig
 from assistant.events import MODES, Error, Event, Mode, SetMode, SetPersona, Speaker
-from assistant.stage import Stage
+from assistant.stage import Stage, StageContext
 from assistant.state import AppState
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class SessionStage(Stage):
         self.mode = mode
         self._remember = remember
 
-    async def start(self, ctx) -> None:
+    async def start(self, ctx: StageContext) -> None:
         await super().start(ctx)
         persona = self.personas[self.persona_id]
         self.emit(Speaker(persona=persona.id, display_name=persona.display_name))

@@ -350,7 +350,9 @@ class TurnController(Stage):
         assert self._utterance is not None
         utterance, self._utterance = self._utterance, None
         prior = utterance.prior
-        segments, starts, whole = (), (), audio
+        segments: tuple[int, ...] = ()
+        starts: tuple[int, ...] = ()
+        whole = audio
         if prior is not None:
             segments, starts = prior.segment_ids, prior.segment_starts
             whole = np.concatenate([prior.audio, audio]) if audio.size else prior.audio

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -249,7 +249,7 @@ class EmbeddedEngine:
             log.info("embedded engine %s loaded %s (prompt style: %s)", self.name, path.name, self.prompt_style)
             return llama
 
-    def _generate(self, messages: list[ChatMessage], generation: GenerationConfig) -> Iterator[str]:
+    def _generate(self, messages: list[ChatMessage], generation: GenerationConfig) -> Generator[str, None, None]:
         llama = self.load()
         params: dict[str, Any] = {
             "temperature": generation.temperature,
@@ -326,7 +326,7 @@ class EmbeddedEngine:
         except Exception:  # an older build without the call: streams stop at the next token instead
             log.debug("llama.cpp abort callback not available", exc_info=True)
 
-    async def stream(self, messages: list[ChatMessage], generation: GenerationConfig) -> AsyncIterator[str]:
+    async def stream(self, messages: list[ChatMessage], generation: GenerationConfig) -> AsyncGenerator[str, None]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()
         stop = threading.Event()

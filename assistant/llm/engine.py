@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -29,7 +29,7 @@ class ChatEngine(Protocol):
     #: Where it runs, for messages (a URL, or "embedded:<file>").
     location: str
 
-    def stream(self, messages: list[ChatMessage], generation: GenerationConfig) -> AsyncIterator[str]:
+    def stream(self, messages: list[ChatMessage], generation: GenerationConfig) -> AsyncGenerator[str, None]:
         """Yield the reply's text as it is generated. Closing the iterator aborts the request.
 
         Raises EngineUnavailable (one line for the user) when the engine cannot answer.

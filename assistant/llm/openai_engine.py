@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from urllib.parse import urlparse
 
 from assistant.config.schema import EngineConfig, GenerationConfig
@@ -64,7 +64,7 @@ class OpenAIEngine:
             why = _short(str(exc)) or type(exc).__name__
         return EngineUnavailable(f"cannot reach the LLM at {self.location} ({why}) — {_hint(self.config.kind)}")
 
-    async def stream(self, messages: list[ChatMessage], generation: GenerationConfig) -> AsyncIterator[str]:
+    async def stream(self, messages: list[ChatMessage], generation: GenerationConfig) -> AsyncGenerator[str, None]:
         kwargs: dict[str, object] = {
             "model": self.config.model,
             "messages": [m.as_dict() for m in messages],

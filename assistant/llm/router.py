@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -74,7 +74,7 @@ class EngineRouter:
 
     async def stream(self, persona: PersonaConfig, messages: list[ChatMessage],
                      notify: Callable[[str], None] | None = None,
-                     on_starting: Callable[[], Awaitable[None] | None] | None = None) -> AsyncIterator[str]:
+                     on_starting: Callable[[], Awaitable[None] | None] | None = None) -> AsyncGenerator[str, None]:
         """Yield the reply from the first engine that answers. ``notify`` hears fallback notices (once per
         outage); errors after the first token propagate, since the user has heard part of that reply."""
         failures: list[str] = []

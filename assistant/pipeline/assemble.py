@@ -31,6 +31,7 @@ from assistant.events import (
     TextInput,
     TurnDone,
     TurnDropped,
+    UserEmotion,
     UserTranscript,
 )
 from assistant.llm.router import EngineRouter, override_routing
@@ -81,6 +82,10 @@ class Options:
     use_memory: bool = True
     #: Start the resident engines of routing.yaml with the conversation (long-running commands).
     start_engines: bool = False
+    #: A source stage made by the caller (the bench's microphone stand-in), used instead of ``input``'s.
+    source: Stage | None = None
+    #: A sink made by the caller, used instead of ``output``'s (the output must not be "none").
+    sink: AudioSink | None = None
 
 
 @dataclass
@@ -215,7 +220,9 @@ class Conversation:
 
         options, audio = self.options, self.settings.assistant.audio
         frame_ms = self.settings.assistant.vad.frame_ms
-        if options.input == "file":
+        if options.source is not None:
+            self.source = options.source
+        elif options.input == "file":
             assert options.input_path is not None
             self.source = WavSource(options.input_path, realtime=options.is_realtime, frame_ms=frame_ms,
                                     max_seconds=audio.max_file_input_s)
@@ -266,6 +273,8 @@ class Conversation:
         from assistant.audio.sinks import NullSink, SpeakerSink, WavFileSink
 
         options = self.options
+        if options.sink is not None:
+            return options.sink
         if options.output == "file":
             assert options.output_path is not None
             return WavFileSink(options.output_path, realtime=options.is_realtime)
@@ -368,8 +377,8 @@ class Conversation:
         if isinstance(event, UserTranscript):
             result.heard = event.text
             self._new_turn.set()
-        elif hasattr(event, "label") and event.type == "user-emotion":
-            result.emotion = event.label  # type: ignore[attr-defined]
+        elif isinstance(event, UserEmotion):
+            result.emotion = event.label
         elif isinstance(event, Subtitle):
             result.persona = event.persona
             result.sentences.append(event.text)

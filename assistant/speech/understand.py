@@ -287,9 +287,9 @@ class UnderstandStage(Stage):
                 part.job = job
             previous = part.segment_id
         if all(part.job is None for part in parts):
-            reason = parts[-1].skip_reason or "no audio"
-            log.info("turn %d dropped: %s", turn_id, reason)
-            yield TurnDropped(turn_id=turn_id, reason=reason)
+            skipped = parts[-1].skip_reason or "no audio"
+            log.info("turn %d dropped: %s", turn_id, skipped)
+            yield TurnDropped(turn_id=turn_id, reason=skipped)
             return
         emotion_task = self._emotion_for(event, parts)
         texts: list[str] = []

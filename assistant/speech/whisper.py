@@ -156,6 +156,15 @@ class WhisperTranscriber:
             log.info("Whisper %s loaded (%s, %s, %d threads, %d worker%s)", self.model_name, device,
                      compute_type, threads, workers, "" if workers == 1 else "s")
 
+    @property
+    def decoder(self) -> WindowDecoder:
+        """The window decoder of the loaded model (loading it first if needed)."""
+        if self._decoder is None:
+            self.load()
+        if self._decoder is None:
+            raise ModelMissing(f"the Whisper model {self.model_name!r} did not load")
+        return self._decoder
+
     # ------------------------------------------------------------------ transcription
 
     def transcribe(self, audio: np.ndarray, *, prompt: str | None = None, language: str | None = None,
@@ -173,7 +182,7 @@ class WhisperTranscriber:
         if len(audio) > FULL_FRAMES * SAMPLE_RATE // 100:
             return self._transcribe_long(audio, language, previous)
         started = time.perf_counter()
-        features = self._decoder.features(audio)
+        features = self.decoder.features(audio)
         self.last_timings["features"] = time.perf_counter() - started
         duration_s = len(audio) / SAMPLE_RATE
         frames = FULL_FRAMES if self.window == "full" else self.policy.frames(features.shape[-1])
@@ -198,7 +207,7 @@ class WhisperTranscriber:
         if language in ("", "auto"):
             language = None
         language = language or self.language
-        if not self._decoder.is_multilingual:
+        if not self.decoder.is_multilingual:
             return "en"
         return language
 
@@ -206,7 +215,7 @@ class WhisperTranscriber:
                 duration_s: float, is_stale: Callable[[], bool] | None) -> Decoded:
         """Encode ``frames`` frames, detect the language if needed, then decode (checking ``is_stale``
         between the encoder and the decoder)."""
-        decoder = self._decoder
+        decoder = self.decoder
         started = time.perf_counter()
         encoded = decoder.encode(features, frames)
         self.last_timings.setdefault("encode", time.perf_counter() - started)

@@ -52,7 +52,8 @@ class VitsSynthesizer:
             source = find_vits_model(self.voice, self._voices_dir)
             try:
                 tokenizer = AutoTokenizer.from_pretrained(source)
-                model = VitsModel.from_pretrained(source).to(self._device).eval()
+                loaded: Any = VitsModel.from_pretrained(source)  # (transformers' stubs mistype .to())
+                model = loaded.to(self._device).eval()
             except OSError as exc:
                 log.debug("loading %s failed", source, exc_info=True)
                 raise ModelMissing(f"cannot load the VITS voice {source!r} ({str(exc).splitlines()[0]}) — "
