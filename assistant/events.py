@@ -200,6 +200,19 @@ class VoicePaused(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class VoiceProbe(Event):
+    """The first ``vad.language_probe_ms`` of a segment's speech, while it goes on: ``audio`` is the segment
+    so far, for an early guess of its language (so that its words can go to the right model at the pause)."""
+
+    type: ClassVar[str] = "voice-probe"
+    internal: ClassVar[bool] = True
+    onset: float
+    sample_rate: int = 16000
+    audio: np.ndarray = _audio_field("wav")
+    segment_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class VoiceResumed(Event):
     """Speech came back within the hangover after a VoicePaused: the same segment goes on."""
 

@@ -39,6 +39,7 @@ from assistant.events import (
     VoiceDropped,
     VoiceEnded,
     VoicePaused,
+    VoiceProbe,
     VoiceResumed,
     VoiceStarted,
     now,
@@ -65,6 +66,15 @@ class SegmentPause:
     audio: np.ndarray = field(repr=False)
     segment_id: int = 0
     pause_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentProbe:
+    """The segment's first ``probe_ms`` of speech, while it goes on (for an early guess of its language)."""
+
+    onset: int
+    audio: np.ndarray = field(repr=False)
+    segment_id: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +105,7 @@ class SegmentDrop:
     segment_id: int = 0
 
 
-Segment = SegmentStart | SegmentPause | SegmentResume | SegmentEnd | SegmentDrop
+Segment = SegmentStart | SegmentProbe | SegmentPause | SegmentResume | SegmentEnd | SegmentDrop
 
 #: Trailing voiced frames quieter than this fraction of the segment's loudest (-30 dB) are fading tail.
 _TAIL_RATIO = 10 ** (-30 / 20)
@@ -109,7 +119,7 @@ class Segmenter:
     def __init__(self, frame_ms: int = 20, aggressiveness: int = 2, start_ms: int = 60, hangover_ms: int = 300,
                  preroll_ms: int = 300, min_utterance_ms: int = 250, max_utterance_s: float = 20.0,
                  tail_ms: int = 100, rms_gate: float = 0.0, sample_rate: int = TARGET_RATE,
-                 words_wait_ms: int | None = None) -> None:
+                 words_wait_ms: int | None = None, probe_ms: int | None = None) -> None:
         import webrtcvad
 
         if frame_ms not in (10, 20, 30):
@@ -129,6 +139,9 @@ class Segmenter:
         self.words_wait_len = None if words_wait_ms is None else max(self.hangover_len,
                                                                       sample_rate * words_wait_ms // 1000)
         self._needed_silence = self.hangover_len
+        #: A SegmentProbe this far after the onset of each segment (None: no probes).
+        self.probe_len = None if probe_ms is None else sample_rate * probe_ms // 1000
+        self._probed = False
         self.segment_id = 0  # the open (or last) segment's number
         self.pause_id = 0    # the last pause's number (unique in the stream)
         self.preroll_frames = max(0, math.ceil(preroll_ms / frame_ms))
@@ -225,6 +238,9 @@ class Segmenter:
         if is_voiced and self._is_fading(level):
             is_voiced = False  # webrtcvad's fading tail (about 100 ms of it): the silence has begun
         out: list[Segment] = []
+        if self.probe_len is not None and not self._probed and end - self._onset >= self.probe_len:
+            self._probed = True
+            out.append(SegmentProbe(onset=self._onset, audio=self._audio(until=end), segment_id=self.segment_id))
         if is_voiced:
             if self._is_paused:
                 self._is_paused = False
@@ -287,6 +303,7 @@ class Segmenter:
         self._last_voiced_end = self._end_estimate = end
         self._silent_frames = 0
         self._is_paused = False
+        self._probed = False
         self._run_len = 0
         return SegmentStart(onset=self._onset, segment_id=self.segment_id)
 
@@ -318,6 +335,7 @@ class Segmenter:
         self._audio_start = self._onset = self._last_voiced_end = self._end_estimate = end
         self._silent_frames = 0
         self._is_paused = False
+        self._probed = False
         self.segment_id += 1
         return [ended, SegmentStart(onset=end, segment_id=self.segment_id)]
 
@@ -356,7 +374,8 @@ class VadStage(Stage):
 
     With ``wait_for_words`` (adaptive end of turn, when a recogniser transcribes each pause) a paused
     segment stays open until an EndOfTurnHint says how long its silence must be (see
-    assistant/conversation/endpointing.py), for ``vad.words_wait_ms`` at most.
+    assistant/conversation/endpointing.py), for ``vad.words_wait_ms`` at most. With ``probe_language``
+    each segment also gives a VoiceProbe after ``vad.language_probe_ms`` of speech.
 
     Mode switches the VAD to bedtime settings and back. The echo gate (``barge_in.echo_gate``) uses the
     urgent PlaybackStarted / PlaybackFinished: ``mute`` ignores the microphone while the assistant speaks,
@@ -367,7 +386,8 @@ class VadStage(Stage):
     urgent = (PlaybackStarted, PlaybackFinished, Interrupted)
 
     def __init__(self, vad_cfg: VadConfig, barge_in_cfg: BargeInConfig | None = None,
-                 bedtime_cfg: BedtimeConfig | None = None, wait_for_words: bool = False) -> None:
+                 bedtime_cfg: BedtimeConfig | None = None, wait_for_words: bool = False,
+                 probe_language: bool = False) -> None:
         super().__init__()
         self.vad_cfg = vad_cfg
         self.barge_in_cfg = barge_in_cfg or BargeInConfig()
@@ -377,7 +397,8 @@ class VadStage(Stage):
                                    preroll_ms=vad_cfg.preroll_ms, min_utterance_ms=vad_cfg.min_utterance_ms,
                                    max_utterance_s=vad_cfg.max_utterance_s,
                                    words_wait_ms=vad_cfg.words_wait_ms
-                                   if wait_for_words and vad_cfg.end_of_turn == "adaptive" else None)
+                                   if wait_for_words and vad_cfg.end_of_turn == "adaptive" else None,
+                                   probe_ms=vad_cfg.language_probe_ms if probe_language else None)
         self.mode = "normal"
         self._clock = _Clock(keep_s=vad_cfg.max_utterance_s + 10.0)
         self._received = 0  # 16 kHz samples received
@@ -443,6 +464,9 @@ class VadStage(Stage):
         if isinstance(segment, SegmentStart):
             return VoiceStarted(onset=at(segment.onset), segment_id=segment.segment_id,
                                 stream_onset=segment.onset / TARGET_RATE)
+        if isinstance(segment, SegmentProbe):
+            return VoiceProbe(onset=at(segment.onset), sample_rate=TARGET_RATE, audio=segment.audio,
+                              segment_id=segment.segment_id)
         if isinstance(segment, SegmentPause):
             return VoicePaused(onset=at(segment.onset), pause_start=at(segment.pause_start),
                                sample_rate=TARGET_RATE, audio=segment.audio, segment_id=segment.segment_id,

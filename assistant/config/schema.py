@@ -60,12 +60,19 @@ class VadConfig(Strict):
     min_utterance_ms: Annotated[int, Field(ge=0, le=5000)] = 250
     #: A monologue longer than this is cut and transcribed.
     max_utterance_s: Annotated[float, Field(gt=1, le=120)] = 20.0
+    #: With ``asr.english_model``: this much of a segment's speech is probed for its language while the
+    #: user goes on speaking.
+    language_probe_ms: Annotated[int, Field(ge=300, le=5000)] = 1000
 
 
 class AsrConfig(Strict):
     backend: Literal["faster-whisper"] = "faster-whisper"
     #: A faster-whisper model name (large-v3-turbo, base, tiny.en), a local path, or offline:NAME.
     model: str = "large-v3-turbo"
+    #: A smaller English-only model that writes what is known to be English (``language: en``, or a
+    #: segment whose language ``model`` heard in its first second, ``vad.language_probe_ms``), e.g.
+    #: offline:whisper-tiny.en on a CPU. None: ``model`` writes every language.
+    english_model: str | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compute_type: str = "auto"
     language: str = "ja"

@@ -259,7 +259,8 @@ class Conversation:
 
         a = self.settings.assistant
         # Adaptive end of turn: each pause is recognised at once, and the VAD waits for its words.
-        return VadStage(a.vad, a.barge_in, a.bedtime, wait_for_words=a.asr.speculative)
+        return VadStage(a.vad, a.barge_in, a.bedtime, wait_for_words=a.asr.speculative,
+                        probe_language=a.asr.english_model is not None)
 
     def _understand(self) -> Stage:
         from assistant.speech.emotion import make_emotion_tagger

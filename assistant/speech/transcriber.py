@@ -52,6 +52,9 @@ class Transcriber(Protocol):
         language for this call (else the configured one, or detection); ``is_stale``: polled at step
         boundaries — when it returns True the call raises :class:`StaleTranscription`."""
 
+    def detect_language(self, audio: np.ndarray) -> tuple[str, float]:
+        """The language of the start of an utterance and its probability (blocking)."""
+
 
 class HallucinationGuard:
     """Decides which utterances make no turn: near silence, 'no speech' by the model, or a phantom phrase.

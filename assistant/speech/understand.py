@@ -37,6 +37,7 @@ from assistant.events import (
     UserSpeechPaused,
     UserTranscript,
     UserTurnReady,
+    VoiceProbe,
     VoiceResumed,
     now,
 )
@@ -51,6 +52,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 #: Segments whose recognition is kept (a turn may join a few; older ones are let go).
 _KEEP_SEGMENTS = 16
+#: An early language guess (VoiceProbe) at least this sure decides the model and language of the segment.
+PROBE_CONFIDENCE = 0.8
 
 
 @dataclass
@@ -97,9 +100,11 @@ class _Part:
 class UnderstandStage(Stage):
     """UserSpeechPaused / UserSpeechEnded -> SegmentTranscript (per segment), then UserTranscript, UserEmotion,
     StageTiming, UserTurnReady (or TurnDropped alone when the hallucination guard rejects the utterance). Mode: in
-    bedtime the utterance RMS gate drops to ``bedtime_cfg.rms_gate`` when that is lower (whispers count)."""
+    bedtime the utterance RMS gate drops to ``bedtime_cfg.rms_gate`` when that is lower (whispers count).
+    VoiceProbe: the language of a segment's first second is guessed while the user goes on, and its words are
+    then recognised in that language (by ``asr.english_model`` when it is English)."""
 
-    accepts = (UserSpeechPaused, UserSpeechEnded, Mode)
+    accepts = (UserSpeechPaused, UserSpeechEnded, Mode, VoiceProbe)
     urgent = (VoiceResumed,)
 
     def __init__(self, transcriber: Transcriber, tagger: EmotionTagger | None, asr_cfg: AsrConfig,
@@ -116,6 +121,8 @@ class UnderstandStage(Stage):
         self._emotion_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emotion")
         self._jobs: collections.OrderedDict[int, _Job] = collections.OrderedDict()
         self._emotion_jobs: collections.OrderedDict[int, tuple[int, Future[_Timed]]] = collections.OrderedDict()
+        #: Language guesses of segments (VoiceProbe), by segment.
+        self._probes: collections.OrderedDict[int, Future[_Timed]] = collections.OrderedDict()
         self._loop: asyncio.AbstractEventLoop | None = None
         #: Segments answered from the recognition made at their pause, and stale jobs given up (for tests
         #: and benchmarks).
@@ -168,10 +175,13 @@ class UnderstandStage(Stage):
         previous = self._jobs.get(previous_segment) if previous_segment is not None else None
 
         def recognise() -> Transcript:
-            # Read when the job runs: one job at a time, so the previous segment's is done by then.
+            # Read when the job runs: one job at a time, so the previous segment's words and this
+            # segment's language guess are done by then.
             prompt = self._words_of(previous)
+            language = self._probed_language(segment_id)
             with CORES.urgent():  # the user is waiting for these words: the LLM writing ahead pauses
-                return self.transcriber.transcribe(audio, prompt=prompt, is_stale=lambda: job.is_stale)
+                return self.transcriber.transcribe(audio, prompt=prompt, language=language,
+                                                   is_stale=lambda: job.is_stale)
 
         job.future = self._asr_pool.submit(_timed, recognise, now())
         if segment_id is not None:
@@ -183,6 +193,23 @@ class UnderstandStage(Stage):
                 self._give_up(self._jobs.popitem(last=False)[1])
             job.future.add_done_callback(lambda _f: self._call_soon(self._announce, job))
         return job
+
+    def _on_probe(self, event: VoiceProbe) -> None:
+        if self.guard.check_audio(event.audio, event.sample_rate) is not None:
+            return
+        transcriber, audio = self.transcriber, event.audio
+        self._probes[event.segment_id] = self._asr_pool.submit(_timed, lambda: transcriber.detect_language(audio),
+                                                               now())
+        while len(self._probes) > _KEEP_SEGMENTS:
+            self._probes.popitem(last=False)[1].cancel()
+
+    def _probed_language(self, segment_id: int | None) -> str | None:
+        """The language guessed early for this segment, when it was sure (else None: the model decides)."""
+        probe = self._probes.get(segment_id) if segment_id is not None else None
+        if probe is None or not probe.done() or probe.cancelled() or probe.exception() is not None:
+            return None
+        language, probability = probe.result().value
+        return str(language) if probability >= PROBE_CONFIDENCE else None
 
     def _give_up(self, job: _Job) -> None:
         if not job.future.done():
@@ -256,6 +283,9 @@ class UnderstandStage(Stage):
             return
         if isinstance(event, UserSpeechPaused):
             self._on_pause(event)
+            return
+        if isinstance(event, VoiceProbe):
+            self._on_probe(event)
             return
         if isinstance(event, UserSpeechEnded):
             async for produced in self._on_end(event):

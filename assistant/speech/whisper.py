@@ -86,12 +86,15 @@ class WhisperTranscriber:
 
     ``window``: ``"fitted"`` encodes an utterance of up to 30 s on its own length plus a margin (with the
     full window as fallback), ``"full"`` always on Whisper's 30 s window (for comparison). ``cpu_threads``
-    0 means the ASR share of the cores (:func:`asr_threads`)."""
+    0 means the ASR share of the cores (:func:`asr_threads`). ``english``: a smaller English-only
+    transcriber that writes what is known to be English (forced, or probed early with
+    :meth:`detect_language`): on a CPU whisper-base's decoder is most of an English transcription."""
 
     def __init__(self, model: str = "large-v3-turbo", device: str = "auto", compute_type: str = "auto",
                  language: str = "ja", beam_size: int = 1, initial_prompt: str | None = None,
                  hotwords: str | None = None, cpu_threads: int = 0, window: str = "fitted",
-                 policy: WindowPolicy | None = None, thresholds: Thresholds | None = None) -> None:
+                 policy: WindowPolicy | None = None, thresholds: Thresholds | None = None,
+                 english: WhisperTranscriber | None = None) -> None:
         if window not in WINDOWS:
             raise ValueError(f"window must be one of {', '.join(WINDOWS)} (got {window!r})")
         self.model_name = model
@@ -105,6 +108,7 @@ class WhisperTranscriber:
         self.window = window
         self.policy = policy or WindowPolicy()
         self.thresholds = thresholds or Thresholds()
+        self.english = english
         #: Seconds per step of the last call (features, encode, detect, generate, fallback): for benchmarks.
         self.last_timings: dict[str, float] = {}
         #: The decode that made the last transcript (its loop count, token count, compression ratio).
@@ -115,15 +119,22 @@ class WhisperTranscriber:
 
     @classmethod
     def from_config(cls, cfg: AsrConfig) -> WhisperTranscriber:
+        thresholds = Thresholds(no_speech_prob=cfg.no_speech_threshold)
+        english = None
+        if cfg.english_model and cfg.english_model != cfg.model:
+            english = cls(model=cfg.english_model, device=cfg.device, compute_type=cfg.compute_type,
+                          language="en", beam_size=cfg.beam_size, hotwords=cfg.hotwords, thresholds=thresholds)
         return cls(model=cfg.model, device=cfg.device, compute_type=cfg.compute_type, language=cfg.language,
                    beam_size=cfg.beam_size, initial_prompt=cfg.initial_prompt, hotwords=cfg.hotwords,
-                   thresholds=Thresholds(no_speech_prob=cfg.no_speech_threshold))
+                   thresholds=thresholds, english=english)
 
     @property
     def is_loaded(self) -> bool:
-        return self._model is not None
+        return self._model is not None and (self.english is None or self.english.is_loaded)
 
     def load(self) -> None:
+        if self.english is not None:
+            self.english.load()
         with self._lock:
             if self._model is not None:
                 return
@@ -177,6 +188,11 @@ class WhisperTranscriber:
         self.last_timings = {}
         audio = np.ascontiguousarray(audio, dtype=np.float32).reshape(-1)
         language = self._language_for(language)
+        if language == "en" and self.english is not None:
+            transcript = self.english.transcribe(audio, prompt=prompt, is_stale=is_stale)
+            self.last_timings = {f"english_{step}": s for step, s in self.english.last_timings.items()}
+            self.last_decoded = self.english.last_decoded
+            return transcript
         previous = " ".join(p.strip() for p in (self.initial_prompt, prompt) if p and p.strip()) or None
         _check(is_stale)
         if len(audio) > FULL_FRAMES * SAMPLE_RATE // 100:
@@ -201,6 +217,16 @@ class WhisperTranscriber:
         return Transcript(text=decoded.text, language=decoded.language, no_speech_prob=decoded.no_speech_prob,
                           avg_logprob=decoded.avg_logprob, duration_s=duration_s,
                           window_frames=decoded.window_frames, is_fallback=is_fallback)
+
+    def detect_language(self, audio: np.ndarray) -> tuple[str, float]:
+        """The language of ``audio`` (the start of an utterance) by this model's encoder on a fitted window,
+        and its probability; English-only models: ("en", 1.0)."""
+        if not self.decoder.is_multilingual:
+            return "en", 1.0
+        audio = np.ascontiguousarray(audio, dtype=np.float32).reshape(-1)[: FULL_FRAMES * SAMPLE_RATE // 100]
+        features = self.decoder.features(audio)
+        encoded = self.decoder.encode(features, self.policy.frames(features.shape[-1]))
+        return self.decoder.detect_language(encoded)
 
     def _language_for(self, language: str | None) -> str | None:
         """The language of this call: forced, else configured, else None (detect); English-only models: en."""

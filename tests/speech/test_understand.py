@@ -26,6 +26,7 @@ from assistant.events import (
     UserSpeechPaused,
     UserTranscript,
     UserTurnReady,
+    VoiceProbe,
     VoiceResumed,
 )
 from assistant.pipeline.bus import Bus
@@ -72,6 +73,9 @@ class CountingTranscriber:
         self.lengths.append(len(audio))
         self.options.append(options)
         return self.inner.transcribe(audio, **options)
+
+    def __getattr__(self, name: str) -> Any:  # detect_language, last_timings...: the real one's
+        return getattr(self.inner, name)
 
 
 class BrokenTagger:
@@ -368,3 +372,39 @@ async def test_a_recognition_made_stale_by_resumed_speech_is_given_up_at_a_bound
     assert [(e.pause_id, e.is_speech) for e in out if isinstance(e, SegmentTranscript)] == [(2, True)]
     ready = next(e for e in out if isinstance(e, UserTurnReady))
     assert wer("Set a timer for ten minutes.", ready.text) <= 0.2 and stage.speculative_hits == 1
+
+
+async def test_a_segment_heard_as_english_early_is_written_by_the_english_model(
+        speech_maker: SpeechMaker, speech_dir: Path, whisper_tiny_en: Any, asr_en: AsrConfig,
+        emotion_cfg: EmotionConfig) -> None:
+    """With ``asr.english_model``: the VAD probes each segment's first second, whisper-base's encoder guesses
+    its language while the user goes on, and at the pause English words come from tiny.en alone (no
+    whisper-base decode), Japanese ones from whisper-base told the language."""
+    from assistant.speech.whisper import WhisperTranscriber
+
+    ja_text, en_text = "今日はちょっと疲れちゃったけど、元気だよ。", "Could you play some quiet music for me tonight?"
+    audio = speech_maker.compose(0.5, speech_maker.japanese(ja_text), 1.5, speech_maker.english(en_text), 1.5)
+    path = audio.write(speech_dir / "probe-ja-en.wav", rate=24000)
+    english = CountingTranscriber(whisper_tiny_en)
+    base = WhisperTranscriber("offline:whisper-base", device="auto", language="auto",
+                              english=english)  # type: ignore[arg-type]
+    counting = CountingTranscriber(base)
+    asr = asr_en.model_copy(update={"model": "offline:whisper-base", "language": "auto",
+                                    "english_model": "offline:whisper-tiny.en"})
+    bus = Bus()
+    seen: list[Event] = []
+    bus.subscribe(seen.append)
+    stages = [WavSource(path, realtime=False), VadStage(VadConfig(), probe_language=True), VoiceToTurns(),
+              UnderstandStage(counting, ProsodyEmotionTagger(), asr, emotion_cfg)]
+    async with Pipeline(stages, bus) as pipeline:
+        await pipeline.wait_runners()
+        await pipeline.wait_idle()
+    probes = [e for e in seen if isinstance(e, VoiceProbe)]
+    assert [p.segment_id for p in probes] == [1, 2]
+    assert all(len(p.audio) >= VadConfig().language_probe_ms * RATE // 1000 for p in probes)
+    transcripts = [e for e in seen if isinstance(e, UserTranscript)]
+    assert [t.language for t in transcripts] == ["ja", "en"], transcripts
+    assert cer(ja_text, transcripts[0].text) <= 0.3 and wer(en_text, transcripts[1].text) <= 0.3
+    # Each segment recognised in the language its probe heard: the English one by tiny.en alone.
+    assert [o["language"] for o in counting.options] == ["ja", "en"]
+    assert len(english.lengths) == 1 and "english_generate" in base.last_timings

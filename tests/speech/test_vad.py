@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from assistant.audio.vad import SegmentEnd, Segmenter, SegmentPause, SegmentStart, VadStage
+from assistant.audio.vad import SegmentEnd, Segmenter, SegmentPause, SegmentProbe, SegmentStart, VadStage
 from assistant.config.schema import BargeInConfig, BedtimeConfig, VadConfig
 from assistant.events import (
     AudioFrame,
@@ -258,3 +258,21 @@ async def test_the_stage_ends_a_segment_when_the_hint_comes(speech_maker: Speech
     assert ended[0].segment_id == paused[0].segment_id == of(events, VoiceStarted)[0].segment_id
     assert ended[0].speech_end == paused[0].pause_start
     assert np.array_equal(ended[0].audio, paused[0].audio)
+
+
+def test_a_segment_is_probed_once_after_its_first_second_and_a_short_one_not_at_all(
+        speech_maker: SpeechMaker) -> None:
+    audio = speech_maker.compose(0.5, speech_maker.english("Please turn on the kitchen lights."), 1.0,
+                                 speech_maker.english("Yes."), 1.0)
+    out = Segmenter(hangover_ms=300, probe_ms=1000).push(audio.samples)
+    probes = [s for s in out if isinstance(s, SegmentProbe)]
+    # One probe, for the first segment ("Yes." is under a second), between its start and its end.
+    assert [p.segment_id for p in probes] == [1]
+    probe = probes[0]
+    start = next(s for s in out if isinstance(s, SegmentStart) and s.segment_id == 1)
+    end = next(s for s in out if isinstance(s, SegmentEnd) and s.segment_id == 1)
+    assert out.index(start) < out.index(probe) < out.index(end) and probe.onset == start.onset
+    # Its audio: the segment's own (pre-roll included), up to one second after the onset.
+    probed_until = end.audio_start + len(probe.audio)
+    assert 1.0 <= (probed_until - probe.onset) / RATE < 1.0 + 0.02 + 1e-9
+    np.testing.assert_array_equal(probe.audio, end.audio[: len(probe.audio)])
