@@ -16,12 +16,34 @@ from typing import Literal
 
 from assistant.config.loader import Settings
 from assistant.config.schema import EngineConfig, VoiceConfig
+from assistant.errors import ConfigError
 from assistant.models.offline import OFFLINE_MODELS, PREFIX
 from assistant.ops.engines import engines_in_use, probe_engine
 from assistant.ops.gpu import GIB, detect_gpus, is_wsl, on_windows_drive, systemd_running
 from assistant.ops.ports import describe_process, listener_pid, port_is_free
-from assistant.ops.vllm import launch_python, model_source, url_port
-from assistant.ops.vram import SafetensorsError, estimate_fit, find_model_folder, read_safetensors_header
+from assistant.ops.vllm import (
+    launch_python,
+    model_source,
+    parse_version,
+    url_port,
+    vllm_command,
+    vllm_version,
+)
+from assistant.ops.vllm_flags import (
+    OLDEST_SUPPORTED,
+    installed_quantizations,
+    known_pairs_text,
+    known_torch,
+    version_text,
+)
+from assistant.ops.vram import (
+    Companions,
+    SafetensorsError,
+    companions,
+    estimate_fit,
+    find_model_folder,
+    read_safetensors_header,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +81,7 @@ def run_doctor(settings: Settings, options: DoctorOptions | None = None) -> list
         check_python,
         lambda: check_torch(settings),
         lambda: check_vllm(settings),
+        lambda: check_vllm_launch(settings),
         lambda: check_models(settings),
         lambda: check_vram(settings, options.gpu_memory_gb),
         check_wsl,
@@ -234,7 +257,43 @@ def _check_vllm_python(python: str, names: list[str]) -> Check:
         return Check(label, "FAIL", f"vLLM {version} does not import: {info['import_error']}",
                      f"{python} -m pip install --force-reinstall 'vllm=={version}', or a fresh venv: " + fix_venv)
     built_for = ", ".join(requires) or "any torch"
-    return Check(label, "PASS", f"vLLM {version} with torch {torch_version} (requires {built_for}) in {python}")
+    return _known_pair(label, python, version, str(torch_version)) or \
+        Check(label, "PASS", f"vLLM {version} with torch {torch_version} (requires {built_for}) in {python}")
+
+
+def _known_pair(label: str, python: str, version: str, torch_version: str) -> Check | None:
+    """A WARN when the table of known-good pairs says this vLLM goes with another torch (or is too old)."""
+    parsed = parse_version(version)
+    if parsed is None:
+        return None
+    if parsed < OLDEST_SUPPORTED:
+        return Check(label, "WARN", f"vLLM {version} is older than {version_text(OLDEST_SUPPORTED)}, the oldest whose "
+                                    f"flags Saijin knows", f"{python} -m pip install 'vllm==0.5.4' (torch 2.4.0) or newer")
+    wanted = known_torch(parsed)
+    have = parse_version(torch_version)
+    if wanted is None or have is None or have[:3] == parse_version(wanted):
+        return None
+    return Check(label, "WARN", f"vLLM {version} goes with torch {wanted}, but torch {torch_version} is installed in "
+                                f"{python} (known-good pairs: {known_pairs_text()})",
+                 f"{python} -m pip install 'torch=={wanted}' — or move both together: a newer vLLM brings its own torch "
+                 f"(pip install --force-reinstall 'vllm==X')")
+
+
+def check_vllm_launch(settings: Settings) -> Iterator[Check]:
+    """Each vLLM engine's command for the vLLM installed for it: only flags that version accepts."""
+    for name in engines_in_use(settings):
+        if settings.routing.engines[name].kind != "vllm":
+            continue
+        python = launch_python(settings, settings.routing.engines[name])
+        version = vllm_version(python)
+        try:
+            command = vllm_command(settings, name, version, installed_quantizations(python) if version else None)
+        except ConfigError as exc:
+            yield Check(f"vLLM flags {name}", "FAIL", str(exc).split(" — ")[0], str(exc).split(" — ", 1)[-1])
+            continue
+        flags = " ".join(w for w in command if w.startswith("--") and w not in ("--model", "--served-model-name"))
+        what = f"vLLM {version_text(version)}" if version else "vLLM not installed there (flags for today's vLLM)"
+        yield Check(f"vLLM flags {name}", "PASS", f"{what}: {flags}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -466,15 +525,45 @@ def check_vram(settings: Settings, gpu_memory_gb: float | None = None) -> Iterat
     gpu = gpus[0]
     yield Check("GPU", "PASS", f"{gpu.name}: {gpu.total_gb:.1f} GB ({gpu.source})")
     for name, engine in engines:
-        yield _fit_check(settings, name, engine, gpu.total_bytes)
+        yield from _fit_check(settings, name, engine, gpu.total_bytes)
     yield from _budget_checks(settings, [n for n, _ in engines])
 
 
-def _fit_check(settings: Settings, name: str, engine: EngineConfig, gpu_bytes: int) -> Check:
+def gpu_companions(settings: Settings) -> Companions:
+    """What the assistant itself puts on the GPU beside vLLM: Whisper and the wav2vec2 emotion model on CUDA."""
+    asr, emotion = settings.assistant.asr, settings.assistant.emotion
+    gpu = settings.profile == "gpu"
+
+    def device(value: str) -> str:
+        return "cuda" if value == "cuda" or (value == "auto" and gpu) else "cpu"
+
+    emotion_model = emotion.model if emotion.enabled and emotion.backend == "transformers" else None
+    return companions(asr.model, device(asr.device), asr.compute_type, emotion_model, device(emotion.device))
+
+
+def _fit_check(settings: Settings, name: str, engine: EngineConfig, gpu_bytes: int) -> Iterator[Check]:
     source = model_source(settings, engine)
-    fit = estimate_fit(source, engine, gpu_bytes)
+    fit = estimate_fit(source, engine, gpu_bytes, gpu_companions(settings))
     status: Status = {"fits": "PASS", "tight": "WARN", "too-big": "FAIL", "unknown": "WARN"}[fit.verdict]  # type: ignore[assignment]
-    return Check(f"VRAM {name}", status, fit.detail, fit.suggestion)
+    plan = fit.plan
+    fix = fit.suggestion
+    if status == "FAIL" and plan is not None:
+        fix = f"for this {gpu_bytes / GIB:.0f} GB GPU set engines.{name}.launch: {plan.settings_text()} — or {fix}"
+    yield Check(f"VRAM {name}", status, fit.detail, fix)
+    if plan is None:
+        if fit.verdict != "unknown" and status != "PASS":
+            yield Check(f"VRAM plan {name}", "FAIL", f"no launch of this model fits {gpu_bytes / GIB:.0f} GB, "
+                                                     f"even in 4 bits with Whisper on the CPU", "use a smaller model")
+        return
+    launch = engine.launch
+    assert launch is not None
+    same = (plan.quantization == launch.quantization and plan.max_num_seqs == launch.max_num_seqs
+            and plan.max_model_len == launch.max_model_len)
+    if status == "PASS" and same:
+        return
+    yield Check(f"VRAM plan {name}", "PASS",
+                f"best fit for {gpu_bytes / GIB:.0f} GB: {plan.settings_text()} (weights {plan.weights_bytes / GIB:.1f} GB, "
+                f"vLLM needs {plan.need_bytes / GIB:.1f} of {plan.gpu_memory_utilization * gpu_bytes / GIB:.1f} GB)")
 
 
 def _budget_checks(settings: Settings, names: list[str]) -> Iterator[Check]:
