@@ -20,6 +20,7 @@ from assistant.errors import ConfigError
 from assistant.models.offline import OFFLINE_MODELS, PREFIX
 from assistant.ops.engines import engines_in_use, probe_engine
 from assistant.ops.gpu import GIB, detect_gpus, is_wsl, on_windows_drive, systemd_running
+from assistant.ops.links import walk_links
 from assistant.ops.ports import describe_process, listener_pid, port_is_free
 from assistant.ops.vllm import (
     launch_python,
@@ -315,20 +316,23 @@ def local_path(settings: Settings, value: str) -> Path | None:
     return None
 
 
-def inspect_model_path(path: Path, kind: ModelKind) -> tuple[Status, str, str]:
-    """Does ``path`` hold a usable model of ``kind``? Follows symlinks and says where they lead."""
-    shown = str(path)
-    if path.is_symlink():
-        target = os.readlink(path)
-        shown = f"{path} -> {target}"
-        if not path.exists():
-            return "FAIL", f"{shown}: broken symlink (the target does not exist)", \
-                f"point the link at the real model folder (ln -sfn /real/model {path}) or fix the path in the config"
-    elif not path.exists():
-        return "FAIL", f"{path} does not exist", "download the model there or fix the path in the config"
-    resolved = path.resolve()
-    if resolved != path.absolute() and not path.is_symlink():
-        shown = f"{path} (-> {resolved})"
+def inspect_model_path(path: Path, kind: ModelKind, download: str = "") -> tuple[Status, str, str]:
+    """Does ``path`` hold a usable model of ``kind``? Follows a symlink chain link by link and says where it leads;
+    ``download`` is the command that fills an empty or partial folder (``saijin models download AI_1``)."""
+    chain = walk_links(path)
+    if chain.loop:
+        return "FAIL", f"{chain.text()}: a symlink loop", f"repoint one of the links: ln -sfn /real/model/folder {path}"
+    if chain.missing is not None:
+        hop = chain.broken
+        if hop is not None:
+            return "FAIL", (f"{chain.text()}: broken symlink {hop.link} -> {hop.written} "
+                            f"({chain.missing} does not exist)"), chain.fix()
+        return "FAIL", f"{path} does not exist", \
+            (f"{download} (it creates the folder), or fix the path in the config" if download else
+             "download the model there or fix the path in the config")
+    resolved = chain.resolved
+    assert resolved is not None
+    shown = chain.text() if chain.hops else str(path)
     if kind == "gguf":
         return _inspect_gguf(resolved, shown)
     if kind == "piper":
@@ -336,50 +340,55 @@ def inspect_model_path(path: Path, kind: ModelKind) -> tuple[Status, str, str]:
     if not resolved.is_dir():
         return "FAIL", f"{shown} is a file; a model folder is expected", "point the config at the folder holding config.json"
     entries = list(resolved.iterdir())
+    again = download or "download the model again"
     if not entries:
-        return "FAIL", f"{shown} is an empty folder", "download the model into it, or point the link at the folder " \
-                                                      "that really holds the model"
+        if chain.hops:
+            return "FAIL", f"{shown}: the link exists but the target is an empty folder (no weights)", \
+                (f"{download} fills {resolved}" if download else f"put the model into {resolved}") + \
+                f", or repoint the link at the folder that holds it: ln -sfn /real/model/folder {path}"
+        return "FAIL", f"{shown} is an empty folder (no weights)", \
+            f"{download} fills it" if download else "download the model into it"
     for entry in entries:
         if entry.is_symlink() and not entry.exists():
             return "FAIL", f"{entry} is a broken symlink (-> {os.readlink(entry)})", \
-                "the download is incomplete: download the model again (hf download ...)"
+                f"the download is incomplete: {again}"
     if not (resolved / "config.json").is_file():
-        return "FAIL", f"{shown} has no config.json", "this is not a complete model folder: download it again"
+        return "FAIL", f"{shown} has no config.json", f"this is not a complete model folder: {again}"
     if kind == "ctranslate2":
         model_bin = resolved / "model.bin"
         if not model_bin.is_file() or model_bin.stat().st_size == 0:
             return "FAIL", f"{shown} has no model.bin (a CTranslate2 Whisper model)", \
                 "download a faster-whisper model folder (config.json + model.bin)"
         return "PASS", f"{shown} ({model_bin.stat().st_size / 1e6:.0f} MB)", ""
-    return _inspect_hf_weights(resolved, shown)
+    return _inspect_hf_weights(resolved, shown, again)
 
 
-def _inspect_hf_weights(folder: Path, shown: str) -> tuple[Status, str, str]:
+def _inspect_hf_weights(folder: Path, shown: str, again: str = "download the model again") -> tuple[Status, str, str]:
     safetensors = sorted(folder.glob("*.safetensors"))
     index = folder / "model.safetensors.index.json"
     if index.is_file():
         try:
             shards = set(json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}).values())
         except (OSError, ValueError):
-            return "FAIL", f"{index} is not valid JSON", "download the model again"
+            return "FAIL", f"{index} is not valid JSON", again
         missing = sorted(s for s in shards if not (folder / s).is_file())
         if missing:
             return "FAIL", f"{shown}: {len(missing)} weight shard(s) missing, e.g. {missing[0]}", \
-                "the download is incomplete: download the model again"
+                f"the download is incomplete: {again} (it resumes)"
     bins = sorted(folder.glob("pytorch_model*.bin")) + sorted(folder.glob("*.pt"))
     if not safetensors and not bins:
         return "FAIL", f"{shown} has config.json but no weights (*.safetensors or pytorch_model.bin)", \
-            "download the weights too (the folder is incomplete)"
+            f"the folder is incomplete: {again}"
     total = 0
     for file in safetensors:
         try:
             read_safetensors_header(file)
         except (SafetensorsError, OSError) as exc:
-            return "FAIL", str(exc), "download this file again"
+            return "FAIL", str(exc), f"{again} (it fetches this file again)"
         total += file.stat().st_size
     for file in bins:
         if file.stat().st_size == 0:
-            return "FAIL", f"{file} is empty", "download this file again"
+            return "FAIL", f"{file} is empty", f"{again} (it fetches this file again)"
         total += file.stat().st_size
     return "PASS", f"{shown} (config.json + {len(safetensors) + len(bins)} weight file(s), {total / GIB:.2f} GB)", ""
 
@@ -430,7 +439,7 @@ def _whisper_cached(name: str) -> bool:
 
 
 def model_check(settings: Settings, label: str, value: str, kind: ModelKind, packages: tuple[str, ...] = (),
-                extra: str = "", in_hub_cache: Callable[[str], bool] = _hub_cached) -> Check:
+                extra: str = "", in_hub_cache: Callable[[str], bool] = _hub_cached, download: str = "") -> Check:
     """One configured model: an offline:NAME package, a local path (inspected), or a hub name (WARN).
 
     ``in_hub_cache`` says whether a hub name is already downloaded (then PASS).
@@ -453,8 +462,9 @@ def model_check(settings: Settings, label: str, value: str, kind: ModelKind, pac
         if in_hub_cache(value):
             return Check(label, "PASS", f"{value} (in the Hugging Face cache)")
         return Check(label, "WARN", f"{value}: not a local path; downloaded on first use",
+                     f"needs internet once; or fetch it now: {download}" if download else
                      "needs internet once; or download it now and set the path in the config")
-    status, detail, fix = inspect_model_path(path, kind)
+    status, detail, fix = inspect_model_path(path, kind, download)
     if status == "PASS" and on_windows_drive(path.resolve()):
         return Check(label, "WARN", f"{detail}: on a Windows drive, loading is slow under WSL2",
                      "move the model into the Linux file system (e.g. ~/models) and update the path")
@@ -481,7 +491,8 @@ def check_models(settings: Settings) -> Iterator[Check]:
         if engine.kind == "embedded":
             yield model_check(settings, f"model {name}", engine.model, "gguf", ("llama_cpp",), "embedded")
         elif engine.kind == "vllm":
-            yield model_check(settings, f"model {name}", engine.model_path or engine.model, "hf")
+            yield model_check(settings, f"model {name}", engine.model_path or engine.model, "hf",
+                              download=f"saijin models download {name}")
 
 
 def voice_check(settings: Settings, label: str, voice: VoiceConfig) -> Check:
