@@ -51,9 +51,8 @@ class LinkChain:
         hop = self.broken
         if hop is None:
             return ""
-        drive = _DRIVE.match(str(self.missing))
-        if drive and _unmounted(Path(f"/mnt/{drive.group(1)}")):
-            letter = drive.group(1)
+        letter = unmounted_drive(self.missing) if self.missing else None
+        if letter:
             return (f"the Windows drive {letter.upper()}: is not mounted in WSL: sudo mkdir -p /mnt/{letter} && sudo mount "
                     f"-t drvfs {letter.upper()}: /mnt/{letter} — or repoint the link: ln -sfn /real/model/folder "
                     f"{shlex.quote(str(hop.link))}")
@@ -61,12 +60,17 @@ class LinkChain:
                 f"(or create {hop.target} and put the model there)")
 
 
-def _unmounted(mount: Path) -> bool:
-    """A WSL drive folder that is missing or empty: the Windows drive is not mounted there."""
+def unmounted_drive(path: Path) -> str | None:
+    """The drive letter when ``path`` is on a WSL drive folder (/mnt/f/...) that is missing or empty: the Windows
+    drive is not mounted there."""
+    drive = _DRIVE.match(str(path))
+    if drive is None:
+        return None
+    mount = Path(f"/mnt/{drive.group(1)}")
     try:
-        return not mount.is_dir() or not any(mount.iterdir())
+        return None if mount.is_dir() and any(mount.iterdir()) else drive.group(1)
     except OSError:
-        return True
+        return drive.group(1)
 
 
 def walk_links(path: Path) -> LinkChain:

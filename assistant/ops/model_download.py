@@ -17,7 +17,7 @@ from pathlib import Path
 
 from assistant.config.loader import Settings
 from assistant.errors import ConfigError, UsageError
-from assistant.ops.links import _unmounted, walk_links
+from assistant.ops.links import unmounted_drive, walk_links
 from assistant.ops.vram import SafetensorsError, read_safetensors_header
 
 #: Never fetched: the original Meta checkpoints (consolidated.*.pth, as large as the model again) and GGUFs.
@@ -60,11 +60,10 @@ def download_target(settings: Settings, name: str) -> DownloadTarget:
     chain = walk_links(configured)
     if chain.loop:
         raise ConfigError(f"{chain.text()}: a symlink loop — repoint one link (ln -sfn /real/folder {configured})")
-    if chain.missing is not None:
-        letter = str(chain.missing)[5:6] if str(chain.missing).startswith("/mnt/") else ""
-        if letter and len(str(chain.missing).split("/")) >= 3 and _unmounted(Path(f"/mnt/{letter}")):
-            raise ConfigError(f"{chain.text()}: /mnt/{letter} is empty (the Windows drive is not mounted) — "
-                              f"sudo mount -t drvfs {letter.upper()}: /mnt/{letter}, then run this again")
+    letter = unmounted_drive(chain.missing) if chain.missing is not None else None
+    if letter:
+        raise ConfigError(f"{chain.text()}: /mnt/{letter} is empty (the Windows drive is not mounted) — "
+                          f"sudo mount -t drvfs {letter.upper()}: /mnt/{letter}, then run this again")
     folder = Path(os.path.realpath(configured))  # where the chain ends, existing or not yet
     return DownloadTarget(name, engine.hub_id, engine.hub_revision, folder, configured if folder != configured else None)
 

@@ -7,6 +7,8 @@ import shlex
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from assistant.config.loader import load_settings
 from assistant.ops.doctor import check_models, inspect_model_path
 from assistant.ops.links import walk_links
@@ -75,3 +77,22 @@ def test_a_link_loop_is_reported(tmp_path: Path):
     (tmp_path / "b").symlink_to(tmp_path / "a")
     status, detail, _ = inspect_model_path(tmp_path / "a", "hf")
     assert status == "FAIL" and "symlink loop" in detail
+
+
+def test_a_link_onto_an_unmounted_windows_drive_says_how_to_mount_it(tmp_path: Path, config_dir: Path,
+                                                                      routing_writer):
+    from assistant.errors import ConfigError
+    from assistant.ops.model_download import download_target
+
+    drive = next((d for d in "qxyzw" if not Path(f"/mnt/{d}").exists()), None)
+    if drive is None:
+        pytest.skip("every spare /mnt/<letter> exists here")
+    link = tmp_path / "Swallow-9B"
+    link.symlink_to(f"/mnt/{drive}/saijinos/models/Swallow-9B")
+    status, detail, fix = inspect_model_path(link, "hf")
+    assert status == "FAIL" and f"/mnt/{drive} does not exist" in detail
+    assert f"sudo mount -t drvfs {drive.upper()}: /mnt/{drive}" in fix and f"ln -sfn /real/model/folder {link}" in fix
+    routing_writer({"AI_1": {"kind": "vllm", "base_url": "http://127.0.0.1:8000/v1", "model": "s",
+                             "model_path": str(link), "hub_id": "org/m", "launch": {"port": 8000}}})
+    with pytest.raises(ConfigError, match="the Windows drive is not mounted"):
+        download_target(load_settings(config_dir, "none"), "AI_1")
