@@ -15,15 +15,13 @@ from assistant.ops.ports import port_owner
 from assistant.ops.vllm import (
     VllmProcess,
     format_command,
-    launch_python,
+    launch_command,
     running_state,
     state_path,
     stop_process_group,
-    vllm_command,
     vllm_engine,
     vllm_engine_names,
     vllm_environment,
-    vllm_version,
 )
 
 HELP = "start / print / check / stop the vLLM engines of routing.yaml"
@@ -67,7 +65,7 @@ def _chosen(settings: Settings, engine: str | None, default: list[str]) -> list[
 def _command(settings: Settings, engine: str | None) -> int:
     for name in _chosen(settings, engine, vllm_engine_names(settings)):
         config = vllm_engine(settings, name)
-        command = vllm_command(settings, name, vllm_version(launch_python(settings, config)))
+        command = launch_command(settings, name)
         print(format_command(command, vllm_environment(config)))
     return 0
 

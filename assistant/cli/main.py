@@ -18,7 +18,7 @@ from typing import Any
 from assistant.errors import SaijinError
 
 COMMANDS = ("run", "chat", "demo", "bench", "doctor", "llm", "service", "status", "memory", "voices", "bridge",
-            "backup", "restore")
+            "backup", "restore", "models")
 #: Commands that talk to a language model and write conversation events.
 CONVERSATION_COMMANDS = ("run", "chat", "demo", "bench")
 

@@ -358,6 +358,9 @@ class EngineConfig(Strict):
     model: str
     #: vllm: the weights to serve (a Hugging Face id or a local folder); default: model.
     model_path: str | None = None
+    #: vllm: the Hugging Face repo `saijin models download` fetches into model_path's folder (and its revision).
+    hub_id: str | None = None
+    hub_revision: str | None = None
     api_key: str = "EMPTY"
     resident: bool = True
     #: on-demand engines stop after this many idle seconds.

@@ -16,12 +16,35 @@ from typing import Literal
 
 from assistant.config.loader import Settings
 from assistant.config.schema import EngineConfig, VoiceConfig
+from assistant.errors import ConfigError
 from assistant.models.offline import OFFLINE_MODELS, PREFIX
 from assistant.ops.engines import engines_in_use, probe_engine
 from assistant.ops.gpu import GIB, detect_gpus, is_wsl, on_windows_drive, systemd_running
+from assistant.ops.links import walk_links
 from assistant.ops.ports import describe_process, listener_pid, port_is_free
-from assistant.ops.vllm import launch_python, model_source, url_port
-from assistant.ops.vram import SafetensorsError, estimate_fit, find_model_folder, read_safetensors_header
+from assistant.ops.vllm import (
+    launch_python,
+    model_source,
+    parse_version,
+    url_port,
+    vllm_command,
+    vllm_version,
+)
+from assistant.ops.vllm_flags import (
+    OLDEST_SUPPORTED,
+    installed_quantizations,
+    known_pairs_text,
+    known_torch,
+    version_text,
+)
+from assistant.ops.vram import (
+    Companions,
+    SafetensorsError,
+    companions,
+    estimate_fit,
+    find_model_folder,
+    read_safetensors_header,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +82,7 @@ def run_doctor(settings: Settings, options: DoctorOptions | None = None) -> list
         check_python,
         lambda: check_torch(settings),
         lambda: check_vllm(settings),
+        lambda: check_vllm_launch(settings),
         lambda: check_models(settings),
         lambda: check_vram(settings, options.gpu_memory_gb),
         check_wsl,
@@ -234,7 +258,43 @@ def _check_vllm_python(python: str, names: list[str]) -> Check:
         return Check(label, "FAIL", f"vLLM {version} does not import: {info['import_error']}",
                      f"{python} -m pip install --force-reinstall 'vllm=={version}', or a fresh venv: " + fix_venv)
     built_for = ", ".join(requires) or "any torch"
-    return Check(label, "PASS", f"vLLM {version} with torch {torch_version} (requires {built_for}) in {python}")
+    return _known_pair(label, python, version, str(torch_version)) or \
+        Check(label, "PASS", f"vLLM {version} with torch {torch_version} (requires {built_for}) in {python}")
+
+
+def _known_pair(label: str, python: str, version: str, torch_version: str) -> Check | None:
+    """A WARN when the table of known-good pairs says this vLLM goes with another torch (or is too old)."""
+    parsed = parse_version(version)
+    if parsed is None:
+        return None
+    if parsed < OLDEST_SUPPORTED:
+        return Check(label, "WARN", f"vLLM {version} is older than {version_text(OLDEST_SUPPORTED)}, the oldest whose "
+                                    f"flags Saijin knows", f"{python} -m pip install 'vllm==0.5.4' (torch 2.4.0) or newer")
+    wanted = known_torch(parsed)
+    have = parse_version(torch_version)
+    if wanted is None or have is None or have[:3] == parse_version(wanted):
+        return None
+    return Check(label, "WARN", f"vLLM {version} goes with torch {wanted}, but torch {torch_version} is installed in "
+                                f"{python} (known-good pairs: {known_pairs_text()})",
+                 f"{python} -m pip install 'torch=={wanted}' — or move both together: a newer vLLM brings its own torch "
+                 f"(pip install --force-reinstall 'vllm==X')")
+
+
+def check_vllm_launch(settings: Settings) -> Iterator[Check]:
+    """Each vLLM engine's command for the vLLM installed for it: only flags that version accepts."""
+    for name in engines_in_use(settings):
+        if settings.routing.engines[name].kind != "vllm":
+            continue
+        python = launch_python(settings, settings.routing.engines[name])
+        version = vllm_version(python)
+        try:
+            command = vllm_command(settings, name, version, installed_quantizations(python) if version else None)
+        except ConfigError as exc:
+            yield Check(f"vLLM flags {name}", "FAIL", str(exc).split(" — ")[0], str(exc).split(" — ", 1)[-1])
+            continue
+        flags = " ".join(w for w in command if w.startswith("--") and w not in ("--model", "--served-model-name"))
+        what = f"vLLM {version_text(version)}" if version else "vLLM not installed there (flags for today's vLLM)"
+        yield Check(f"vLLM flags {name}", "PASS", f"{what}: {flags}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -256,20 +316,23 @@ def local_path(settings: Settings, value: str) -> Path | None:
     return None
 
 
-def inspect_model_path(path: Path, kind: ModelKind) -> tuple[Status, str, str]:
-    """Does ``path`` hold a usable model of ``kind``? Follows symlinks and says where they lead."""
-    shown = str(path)
-    if path.is_symlink():
-        target = os.readlink(path)
-        shown = f"{path} -> {target}"
-        if not path.exists():
-            return "FAIL", f"{shown}: broken symlink (the target does not exist)", \
-                f"point the link at the real model folder (ln -sfn /real/model {path}) or fix the path in the config"
-    elif not path.exists():
-        return "FAIL", f"{path} does not exist", "download the model there or fix the path in the config"
-    resolved = path.resolve()
-    if resolved != path.absolute() and not path.is_symlink():
-        shown = f"{path} (-> {resolved})"
+def inspect_model_path(path: Path, kind: ModelKind, download: str = "") -> tuple[Status, str, str]:
+    """Does ``path`` hold a usable model of ``kind``? Follows a symlink chain link by link and says where it leads;
+    ``download`` is the command that fills an empty or partial folder (``saijin models download AI_1``)."""
+    chain = walk_links(path)
+    if chain.loop:
+        return "FAIL", f"{chain.text()}: a symlink loop", f"repoint one of the links: ln -sfn /real/model/folder {path}"
+    if chain.missing is not None:
+        hop = chain.broken
+        if hop is not None:
+            return "FAIL", (f"{chain.text()}: broken symlink {hop.link} -> {hop.written} "
+                            f"({chain.missing} does not exist)"), chain.fix()
+        return "FAIL", f"{path} does not exist", \
+            (f"{download} (it creates the folder), or fix the path in the config" if download else
+             "download the model there or fix the path in the config")
+    resolved = chain.resolved
+    assert resolved is not None
+    shown = chain.text() if chain.hops else str(path)
     if kind == "gguf":
         return _inspect_gguf(resolved, shown)
     if kind == "piper":
@@ -277,50 +340,55 @@ def inspect_model_path(path: Path, kind: ModelKind) -> tuple[Status, str, str]:
     if not resolved.is_dir():
         return "FAIL", f"{shown} is a file; a model folder is expected", "point the config at the folder holding config.json"
     entries = list(resolved.iterdir())
+    again = download or "download the model again"
     if not entries:
-        return "FAIL", f"{shown} is an empty folder", "download the model into it, or point the link at the folder " \
-                                                      "that really holds the model"
+        if chain.hops:
+            return "FAIL", f"{shown}: the link exists but the target is an empty folder (no weights)", \
+                (f"{download} fills {resolved}" if download else f"put the model into {resolved}") + \
+                f", or repoint the link at the folder that holds it: ln -sfn /real/model/folder {path}"
+        return "FAIL", f"{shown} is an empty folder (no weights)", \
+            f"{download} fills it" if download else "download the model into it"
     for entry in entries:
         if entry.is_symlink() and not entry.exists():
             return "FAIL", f"{entry} is a broken symlink (-> {os.readlink(entry)})", \
-                "the download is incomplete: download the model again (hf download ...)"
+                f"the download is incomplete: {again}"
     if not (resolved / "config.json").is_file():
-        return "FAIL", f"{shown} has no config.json", "this is not a complete model folder: download it again"
+        return "FAIL", f"{shown} has no config.json", f"this is not a complete model folder: {again}"
     if kind == "ctranslate2":
         model_bin = resolved / "model.bin"
         if not model_bin.is_file() or model_bin.stat().st_size == 0:
             return "FAIL", f"{shown} has no model.bin (a CTranslate2 Whisper model)", \
                 "download a faster-whisper model folder (config.json + model.bin)"
         return "PASS", f"{shown} ({model_bin.stat().st_size / 1e6:.0f} MB)", ""
-    return _inspect_hf_weights(resolved, shown)
+    return _inspect_hf_weights(resolved, shown, again)
 
 
-def _inspect_hf_weights(folder: Path, shown: str) -> tuple[Status, str, str]:
+def _inspect_hf_weights(folder: Path, shown: str, again: str = "download the model again") -> tuple[Status, str, str]:
     safetensors = sorted(folder.glob("*.safetensors"))
     index = folder / "model.safetensors.index.json"
     if index.is_file():
         try:
             shards = set(json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}).values())
         except (OSError, ValueError):
-            return "FAIL", f"{index} is not valid JSON", "download the model again"
+            return "FAIL", f"{index} is not valid JSON", again
         missing = sorted(s for s in shards if not (folder / s).is_file())
         if missing:
             return "FAIL", f"{shown}: {len(missing)} weight shard(s) missing, e.g. {missing[0]}", \
-                "the download is incomplete: download the model again"
+                f"the download is incomplete: {again} (it resumes)"
     bins = sorted(folder.glob("pytorch_model*.bin")) + sorted(folder.glob("*.pt"))
     if not safetensors and not bins:
         return "FAIL", f"{shown} has config.json but no weights (*.safetensors or pytorch_model.bin)", \
-            "download the weights too (the folder is incomplete)"
+            f"the folder is incomplete: {again}"
     total = 0
     for file in safetensors:
         try:
             read_safetensors_header(file)
         except (SafetensorsError, OSError) as exc:
-            return "FAIL", str(exc), "download this file again"
+            return "FAIL", str(exc), f"{again} (it fetches this file again)"
         total += file.stat().st_size
     for file in bins:
         if file.stat().st_size == 0:
-            return "FAIL", f"{file} is empty", "download this file again"
+            return "FAIL", f"{file} is empty", f"{again} (it fetches this file again)"
         total += file.stat().st_size
     return "PASS", f"{shown} (config.json + {len(safetensors) + len(bins)} weight file(s), {total / GIB:.2f} GB)", ""
 
@@ -371,7 +439,7 @@ def _whisper_cached(name: str) -> bool:
 
 
 def model_check(settings: Settings, label: str, value: str, kind: ModelKind, packages: tuple[str, ...] = (),
-                extra: str = "", in_hub_cache: Callable[[str], bool] = _hub_cached) -> Check:
+                extra: str = "", in_hub_cache: Callable[[str], bool] = _hub_cached, download: str = "") -> Check:
     """One configured model: an offline:NAME package, a local path (inspected), or a hub name (WARN).
 
     ``in_hub_cache`` says whether a hub name is already downloaded (then PASS).
@@ -394,8 +462,9 @@ def model_check(settings: Settings, label: str, value: str, kind: ModelKind, pac
         if in_hub_cache(value):
             return Check(label, "PASS", f"{value} (in the Hugging Face cache)")
         return Check(label, "WARN", f"{value}: not a local path; downloaded on first use",
+                     f"needs internet once; or fetch it now: {download}" if download else
                      "needs internet once; or download it now and set the path in the config")
-    status, detail, fix = inspect_model_path(path, kind)
+    status, detail, fix = inspect_model_path(path, kind, download)
     if status == "PASS" and on_windows_drive(path.resolve()):
         return Check(label, "WARN", f"{detail}: on a Windows drive, loading is slow under WSL2",
                      "move the model into the Linux file system (e.g. ~/models) and update the path")
@@ -422,7 +491,8 @@ def check_models(settings: Settings) -> Iterator[Check]:
         if engine.kind == "embedded":
             yield model_check(settings, f"model {name}", engine.model, "gguf", ("llama_cpp",), "embedded")
         elif engine.kind == "vllm":
-            yield model_check(settings, f"model {name}", engine.model_path or engine.model, "hf")
+            yield model_check(settings, f"model {name}", engine.model_path or engine.model, "hf",
+                              download=f"saijin models download {name}")
 
 
 def voice_check(settings: Settings, label: str, voice: VoiceConfig) -> Check:
@@ -466,15 +536,45 @@ def check_vram(settings: Settings, gpu_memory_gb: float | None = None) -> Iterat
     gpu = gpus[0]
     yield Check("GPU", "PASS", f"{gpu.name}: {gpu.total_gb:.1f} GB ({gpu.source})")
     for name, engine in engines:
-        yield _fit_check(settings, name, engine, gpu.total_bytes)
+        yield from _fit_check(settings, name, engine, gpu.total_bytes)
     yield from _budget_checks(settings, [n for n, _ in engines])
 
 
-def _fit_check(settings: Settings, name: str, engine: EngineConfig, gpu_bytes: int) -> Check:
+def gpu_companions(settings: Settings) -> Companions:
+    """What the assistant itself puts on the GPU beside vLLM: Whisper and the wav2vec2 emotion model on CUDA."""
+    asr, emotion = settings.assistant.asr, settings.assistant.emotion
+    gpu = settings.profile == "gpu"
+
+    def device(value: str) -> str:
+        return "cuda" if value == "cuda" or (value == "auto" and gpu) else "cpu"
+
+    emotion_model = emotion.model if emotion.enabled and emotion.backend == "transformers" else None
+    return companions(asr.model, device(asr.device), asr.compute_type, emotion_model, device(emotion.device))
+
+
+def _fit_check(settings: Settings, name: str, engine: EngineConfig, gpu_bytes: int) -> Iterator[Check]:
     source = model_source(settings, engine)
-    fit = estimate_fit(source, engine, gpu_bytes)
+    fit = estimate_fit(source, engine, gpu_bytes, gpu_companions(settings))
     status: Status = {"fits": "PASS", "tight": "WARN", "too-big": "FAIL", "unknown": "WARN"}[fit.verdict]  # type: ignore[assignment]
-    return Check(f"VRAM {name}", status, fit.detail, fit.suggestion)
+    plan = fit.plan
+    fix = fit.suggestion
+    if status == "FAIL" and plan is not None:
+        fix = f"for this {gpu_bytes / GIB:.0f} GB GPU set engines.{name}.launch: {plan.settings_text()} — or {fix}"
+    yield Check(f"VRAM {name}", status, fit.detail, fix)
+    if plan is None:
+        if fit.verdict != "unknown" and status != "PASS":
+            yield Check(f"VRAM plan {name}", "FAIL", f"no launch of this model fits {gpu_bytes / GIB:.0f} GB, "
+                                                     f"even in 4 bits with Whisper on the CPU", "use a smaller model")
+        return
+    launch = engine.launch
+    assert launch is not None
+    same = (plan.quantization == launch.quantization and plan.max_num_seqs == launch.max_num_seqs
+            and plan.max_model_len == launch.max_model_len)
+    if status == "PASS" and same:
+        return
+    yield Check(f"VRAM plan {name}", "PASS",
+                f"best fit for {gpu_bytes / GIB:.0f} GB: {plan.settings_text()} (weights {plan.weights_bytes / GIB:.1f} GB, "
+                f"vLLM needs {plan.need_bytes / GIB:.1f} of {plan.gpu_memory_utilization * gpu_bytes / GIB:.1f} GB)")
 
 
 def _budget_checks(settings: Settings, names: list[str]) -> Iterator[Check]:

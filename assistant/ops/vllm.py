@@ -23,11 +23,16 @@ from assistant.config.loader import Settings
 from assistant.config.schema import EngineConfig, VllmLaunchConfig
 from assistant.errors import ConfigError, EngineUnavailable
 from assistant.ops.engines import probe_engine_async
+from assistant.ops.vllm_flags import (
+    BNB_EAGER_UNTIL,
+    bnb_supported,
+    flag_accepted,
+    installed_quantizations,
+    version_text,
+)
 
 log = logging.getLogger(__name__)
 
-#: vLLM dropped --swap-space in 0.18 (the V1 engine never swaps); older releases still take it.
-SWAP_SPACE_REMOVED_IN = (0, 18)
 _ENTRYPOINT = "vllm.entrypoints.openai.api_server"
 
 
@@ -102,16 +107,18 @@ def parse_version(text: str) -> tuple[int, ...] | None:
     return tuple(parts) or None
 
 
-def vllm_command(settings: Settings, name: str, version: tuple[int, ...] | None = None) -> list[str]:
-    """``PYTHON -m vllm.entrypoints.openai.api_server ...`` with every routing.yaml launch setting.
+def vllm_command(settings: Settings, name: str, version: tuple[int, ...] | None = None,
+                 quantizations: set[str] | None = None) -> list[str]:
+    """``PYTHON -m vllm.entrypoints.openai.api_server ...`` with every routing.yaml launch setting, in the flags
+    the launch Python's vLLM accepts (``version``; unknown means today's vLLM; see vllm_flags.FLAG_TABLE).
 
-    ``version`` (of the launch Python's vLLM) only decides whether --swap-space is passed: vLLM before 0.18
-    takes it, later releases reject it. Unknown means a current vLLM.
+    ``quantizations`` (what that vLLM's source lists) decides whether bitsandbytes is there; a launch this vLLM
+    cannot do is a ConfigError naming the fix.
     """
     engine = vllm_engine(settings, name)
     launch = launch_settings(engine)
     command = [
-        launch_python(settings, engine), "-m", _ENTRYPOINT,
+        launch_python(settings, engine), "-m", _ENTRYPOINT,  # the entry point of every release since 0.2
         "--model", model_source(settings, engine),
         "--served-model-name", engine.model,
         "--host", launch.host,
@@ -122,20 +129,39 @@ def vllm_command(settings: Settings, name: str, version: tuple[int, ...] | None 
         "--max-num-seqs", str(launch.max_num_seqs),
         "--tensor-parallel-size", str(launch.tensor_parallel_size),
     ]
+    eager = launch.enforce_eager
     if launch.quantization:
-        command += ["--quantization", launch.quantization]
+        if launch.quantization == "bitsandbytes":
+            if not bnb_supported(version, quantizations):
+                raise ConfigError(f"engines.{name}.launch.quantization: vLLM {version_text(version)} has no bitsandbytes "
+                                  f"quantization — use quantization: fp8 (16 GB cards; `saijin doctor` prints the plan), "
+                                  f"an AWQ build (model_path + quantization: awq), or a vLLM between 0.5.0 and 0.31")
+            command += ["--quantization", "bitsandbytes", "--load-format", "bitsandbytes"]
+            eager = eager or (version is not None and version < BNB_EAGER_UNTIL)  # CUDA graphs came in 0.6.3
+        else:
+            command += ["--quantization", launch.quantization]
     if launch.kv_cache_dtype:
         command += ["--kv-cache-dtype", launch.kv_cache_dtype]
-    if launch.swap_space and version is not None and version < SWAP_SPACE_REMOVED_IN:
+    if launch.swap_space and version is not None and flag_accepted("--swap-space", version):
         command += ["--swap-space", f"{launch.swap_space:g}"]
-    if launch.enforce_eager:
+    if eager:
         command.append("--enforce-eager")
     # The persona prompt and the memory block open every turn, so a cached prefix saves most of the prefill.
-    command.append("--enable-prefix-caching" if launch.enable_prefix_caching else "--no-enable-prefix-caching")
+    if launch.enable_prefix_caching:
+        command.append("--enable-prefix-caching")
+    elif flag_accepted("--no-enable-prefix-caching", version):
+        command.append("--no-enable-prefix-caching")  # older releases: off unless asked for
     if engine.api_key and engine.api_key != "EMPTY":
         command += ["--api-key", engine.api_key]
     command += launch.extra_args
     return command
+
+
+def launch_command(settings: Settings, name: str) -> list[str]:
+    """The command for the vLLM actually installed for the engine's launch Python (its version and source)."""
+    python = launch_python(settings, vllm_engine(settings, name))
+    version = vllm_version(python)
+    return vllm_command(settings, name, version, installed_quantizations(python) if version else None)
 
 
 def vllm_environment(engine: EngineConfig) -> dict[str, str]:
@@ -249,7 +275,7 @@ class VllmProcess:
         return self._process is not None and self._process.poll() is None
 
     def command(self) -> list[str]:
-        return vllm_command(self.settings, self.name, vllm_version(launch_python(self.settings, self.engine)))
+        return launch_command(self.settings, self.name)
 
     def start(self) -> None:
         """Launch the server in its own session (so it survives a closed terminal), logging to the log file."""

@@ -36,8 +36,8 @@ def test_the_command_carries_the_routing_settings(config_dir: Path, capsys):
     assert pairs["--model"] == "tokyotech-llm/Llama-3.1-Swallow-8B-Instruct-v0.3"
     assert pairs["--served-model-name"] == "swallow-8b"
     assert pairs["--port"] == "8000" and pairs["--host"] == "127.0.0.1"
-    assert pairs["--max-model-len"] == "4096" and pairs["--gpu-memory-utilization"] == "0.85"
-    assert pairs["--dtype"] == "auto" and pairs["--tensor-parallel-size"] == "1" and pairs["--max-num-seqs"] == "8"
+    assert pairs["--max-model-len"] == "4096" and pairs["--gpu-memory-utilization"] == "0.75"
+    assert pairs["--dtype"] == "auto" and pairs["--tensor-parallel-size"] == "1" and pairs["--max-num-seqs"] == "4"
     assert "--enable-prefix-caching" in command
 
 
