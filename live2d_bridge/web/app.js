@@ -58,6 +58,8 @@ let quietSince = performance.now();  // the sleep timer's clock: the last speech
 let sleepTimer = 0;
 // A stop pressed this recently explains an interruption (it is not the user going on speaking).
 const STOP_EXPLAINS_MS = 5000;
+// A merged turn's interruption and the next turn's start arrive together; this long at most.
+const MERGE_WINDOW_MS = 1500;
 const subtitles = new Map();     // turn -> Map(sentence_index -> {text, persona})
 const bubbles = new Map();       // "a:turn" / "u:turn" -> element
 const heard = new Map();         // turn -> Map(sentence_index -> fraction heard), for turns the page plays
@@ -575,9 +577,19 @@ const HANDLERS = {
     if (!wasHeard(msg.turn_id) && user && !stopPressed()) {
       // Nothing of the reply was heard and the user went on speaking: the turn merges into the next one,
       // whose words (all of them) take this bubble; the unheard reply is not shown.
+      // (The next turn starts at once; a turn cancelled for another reason keeps its words, and an empty
+      // bubble goes.)
       user.classList.add("superseded");
       const reply = bubbles.get(`a:${msg.turn_id}`);
       if (reply) { reply.remove(); bubbles.delete(`a:${msg.turn_id}`); }
+      setTimeout(() => {
+        if (!user.classList.contains("superseded")) return;
+        user.classList.remove("superseded", "listening");
+        if (!user.querySelector(".text").textContent.trim() && bubbles.get(`u:${msg.turn_id}`) === user) {
+          user.remove();
+          bubbles.delete(`u:${msg.turn_id}`);
+        }
+      }, MERGE_WINDOW_MS);
       return;
     }
     // The page knows what was heard when it plays the sound (it is the output, not the server's speaker).

@@ -176,6 +176,11 @@ async def test_the_log_and_caption_show_only_what_was_said(make_bridge: MakeBrid
     await page.wait_for_function("() => saijin.persona.id === 'miyu'")
     assert await page.locator("#caption-text").inner_text() == ""
     assert await page.evaluate("() => saijin.expression") == "neutral"
+    # A turn cancelled for another reason (no next turn follows at once) keeps its words.
+    bridge.publish(UserSpeechStarted(turn_id=6, onset=9.0), UserTranscript(turn_id=6, text="おやすみ"),
+                   Interrupted(turn_id=6))
+    await page.wait_for_timeout(1800)
+    assert (await page.evaluate(bubbles))[-1] == "おやすみ"
     assert errors.errors == []
 
 
