@@ -343,13 +343,17 @@ class UserTranscript(Event):
 
 @dataclass(frozen=True, slots=True)
 class UserEmotion(Event):
-    """How the user sounded in one turn: a canonical label, its score and every label's score."""
+    """How the user sounded in one turn: a canonical label, its score and every label's score.
+
+    ``is_calibrated``: the scores come from a tagger trained on labelled speech; a heuristic's (prosody)
+    are not, and its label is not shown to the user as a finding."""
 
     type: ClassVar[str] = "user-emotion"
     turn_id: int
     label: str
     score: float
     scores: dict[str, float] = field(default_factory=dict)
+    is_calibrated: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,7 +361,6 @@ class TurnDropped(Event):
     """A user turn that gets no reply (nothing intelligible was said, a phantom phrase, a command handled)."""
 
     type: ClassVar[str] = "turn-dropped"
-    internal: ClassVar[bool] = True
     turn_id: int
     reason: str = ""
 

@@ -116,13 +116,16 @@ class BridgeServer:
     def __init__(self, bridge_cfg: BridgeConfig, personas: Sequence[PersonaConfig],
                  on_input: Callable[[Event], None], web_dir: Path | str = WEB_DIR,
                  live2d_paths: Live2DPaths | None = None, *, base_dir: Path | None = None,
-                 persona: str | None = None, mode: str = "normal", send_audio: bool = True) -> None:
+                 persona: str | None = None, mode: str = "normal", send_audio: bool = True,
+                 sleep_after_s: float | None = None) -> None:
         if not personas:
             raise SaijinError("the bridge needs at least one persona — check config/personas/")
         self.cfg = bridge_cfg
         self.personas = list(personas)
         self.on_input = on_input
         self.send_audio = send_audio
+        #: Bedtime's sleep timer, for the page to show its progress.
+        self.sleep_after_s = sleep_after_s
         if live2d_paths is None:
             live2d_paths = Live2DPaths.find(bridge_cfg.pixi_script, bridge_cfg.live2d_display_script, base_dir)
         self.files = SiteFiles(web_dir=Path(web_dir), live2d=live2d_paths, base_dir=base_dir, personas=self.personas)
@@ -266,6 +269,7 @@ class BridgeServer:
                 "max_messages_per_second": self.cfg.max_messages_per_second,
                 "mic_sample_rate": protocol.MIC_SAMPLE_RATE,
             },
+            "sleep_after_s": self.sleep_after_s,
         }
 
     def _persona_info(self, persona: PersonaConfig) -> dict[str, Any]:

@@ -7,7 +7,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-CANONICAL_EMOTIONS: tuple[str, ...] = ("neutral", "happy", "sad", "angry", "fearful", "surprised", "disgusted", "calm")
+#: ``tired`` and ``excited`` are low and high energy: what a tagger of prosody alone can tell.
+CANONICAL_EMOTIONS: tuple[str, ...] = ("neutral", "happy", "sad", "angry", "fearful", "surprised", "disgusted", "calm",
+                                       "tired", "excited")
 #: The emotions that get reassurance first in bedtime mode: the prompt's ``reassurance_first`` rule and the
 #: persona's scripted ``reassurance`` lines.
 NEEDS_REASSURANCE: frozenset[str] = frozenset({"sad", "fearful"})
@@ -272,11 +274,24 @@ class Live2DConfig(Strict):
     scale: PositiveFloat = 1.0
 
 
+#: The persona's face for the user's state, unless its persona file says otherwise: comfort for a low or
+#: worried user, calm concern for an angry one, joy shared. Neutral gets no reaction.
+DEFAULT_REACTIONS: dict[str, str] = {
+    "sad": "concerned", "tired": "gentle", "fearful": "concerned", "angry": "concerned", "disgusted": "concerned",
+    "happy": "happy", "excited": "happy", "surprised": "surprised", "calm": "calm",
+}
+#: Faces a reaction may never be: nobody is met with anger or disgust.
+HOSTILE_FACES: frozenset[str] = frozenset({"angry", "anger", "disgusted", "disgust"})
+
+
 class AvatarConfig(Strict):
     color: str = "#7aa2f7"
     live2d: Live2DConfig = Field(default_factory=Live2DConfig)
     #: canonical emotion or expression tag -> the avatar's expression name.
     expressions: dict[str, str] = Field(default_factory=dict)
+    #: the user's state (a canonical emotion) -> the persona's reaction (an expression tag), over
+    #: ``DEFAULT_REACTIONS``; ``neutral`` as a reaction means no reaction.
+    reactions: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("color")
     @classmethod
@@ -284,6 +299,24 @@ class AvatarConfig(Strict):
         if not re.fullmatch(r"#[0-9a-fA-F]{6}", value):
             raise ValueError(f"must be a colour like #7aa2f7 (got {value!r})")
         return value
+
+    @model_validator(mode="after")
+    def _kind_reactions(self) -> AvatarConfig:
+        hostile = {name.casefold() for name in HOSTILE_FACES}
+        hostile |= {self.expressions[name].casefold() for name in HOSTILE_FACES if name in self.expressions}
+        for state, reaction in self.reactions.items():
+            if state not in CANONICAL_EMOTIONS:
+                raise ValueError(f"reactions: {state!r} is not one of {', '.join(CANONICAL_EMOTIONS)}")
+            if reaction.casefold() in hostile or self.expressions.get(reaction, reaction).casefold() in hostile:
+                raise ValueError(f"reactions.{state}: {reaction!r} is a hostile face — react with concern or calm")
+        return self
+
+    def reaction_to(self, state: str | None) -> str | None:
+        """The expression the persona reacts with to the user's state, or None (neutral, unknown)."""
+        if not state:
+            return None
+        reaction = {**DEFAULT_REACTIONS, **self.reactions}.get(state)
+        return None if reaction in (None, "neutral") else reaction
 
 
 class BedtimeLines(Strict):

@@ -159,10 +159,11 @@ class ReplyStage(Stage):
         reply = _Reply(persona=persona.id)
         self._replies[turn.turn_id] = reply
         yield Speaker(persona=persona.id, display_name=persona.display_name)
-        if turn.emotion and turn.emotion != "neutral":
-            name = persona.avatar.expressions.get(turn.emotion)
-            if name:
-                yield Expression(persona=persona.id, name=name, turn_id=turn.turn_id)
+        # The persona's face reacts to how the user sounds (comfort for a low mood, never anger back).
+        reaction = persona.avatar.reaction_to(turn.emotion)
+        if reaction:
+            yield Expression(persona=persona.id, name=persona.avatar.expressions.get(reaction, reaction),
+                             turn_id=turn.turn_id)
 
         scripted = self._scripted(turn, persona)
         if scripted is not None:

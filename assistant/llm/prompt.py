@@ -31,6 +31,8 @@ EMOTION_WORDS: dict[str, dict[str, str]] = {
         "surprised": "驚いている",
         "disgusted": "いやそう",
         "calm": "落ち着いている",
+        "tired": "疲れていそう・元気がない",
+        "excited": "声がはずんでいる",
         "neutral": "ふつう",
     },
     "en": {
@@ -41,6 +43,8 @@ EMOTION_WORDS: dict[str, dict[str, str]] = {
         "surprised": "surprised",
         "disgusted": "put off",
         "calm": "calm",
+        "tired": "tired, low on energy",
+        "excited": "lively, excited",
         "neutral": "neutral",
     },
 }

@@ -209,7 +209,8 @@ class Conversation:
         settings = self.settings
         self.bridge = BridgeServer(settings.assistant.bridge, list(settings.personas.values()), on_input=lambda e: None,
                                    base_dir=settings.config_dir, persona=self.persona_id, mode=self.mode,
-                                   send_audio=settings.assistant.tts.send_audio_to_page)
+                                   send_audio=settings.assistant.tts.send_audio_to_page,
+                                   sleep_after_s=settings.assistant.bedtime.sleep_after_min * 60.0)
         self.bus.subscribe(self.bridge.publish)
         # The output stage keeps the playback clock (also for the page, through a null sink); the page's own
         # playback reports would count every sentence twice.

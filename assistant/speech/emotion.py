@@ -12,7 +12,12 @@ from assistant.config.schema import CANONICAL_EMOTIONS, EmotionConfig
 
 @runtime_checkable
 class EmotionTagger(Protocol):
-    """Speech emotion: load once, then score 16 kHz mono float32 utterances (blocking calls)."""
+    """Speech emotion: load once, then score 16 kHz mono float32 utterances (blocking calls).
+
+    ``is_calibrated`` says whether its scores are probabilities learnt from labelled speech (a trained
+    model) rather than a heuristic's guess; only a calibrated tagger's label is shown to the user."""
+
+    is_calibrated: bool
 
     def load(self) -> None:
         """Load the model (slow, blocking; call it from a worker thread)."""

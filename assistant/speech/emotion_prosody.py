@@ -17,12 +17,15 @@ How it works, per utterance (16 kHz mono):
    independent of the speaker's voice height), pitch slope (semitones per second, a final rise or fall),
    mean loudness of speech frames (dBFS), loudness variability (dB), and syllable rate (loudness peaks
    per second of speech).
-4. Arousal and valence in [-1, 1] from those features against reference values for calm conversational
-   speech (2.5 semitones, -26 dBFS, 6 dB, 4 syllables/s; see ``REFERENCE``): wide, fast, loud speech is
-   aroused; a wide melodic pitch range and rising contours lean positive, loud speech with a flat pitch
-   and falling contours leans negative.
-5. Scores for neutral, happy, angry, sad and calm: a softmax over the distance of (arousal, valence) to
-   each label's place on Russell's circumplex (``PROTOTYPES``).
+4. Arousal (how activated the speaker sounds) in [-1, 1] from those features against reference values for
+   calm conversational speech (``REFERENCE``): a wide pitch range, lively loudness contours and a fast
+   rhythm are aroused; a narrow pitch range, a slow rhythm and a falling contour are low. The mean
+   loudness is left out: it says more about the microphone, its gain control and the distance to it than
+   about the speaker.
+5. Scores for what arousal can tell, and no more: ``tired`` (low energy), ``neutral`` and ``excited`` (high
+   energy, which may be joy as well as anger: prosody cannot tell them apart). Each is at most
+   ``MAX_SCORE``, so a verdict from prosody alone is never presented as near-certain; and the tagger says
+   it is not calibrated (``is_calibrated``), so the page does not show its label as a finding.
 """
 
 from __future__ import annotations
@@ -38,19 +41,14 @@ F0_MIN, F0_MAX = 60.0, 400.0
 VOICING_THRESHOLD = 0.45
 OCTAVE_COST = 0.01
 
-#: Feature values of calm conversational speech (the origin of the arousal/valence plane).
-REFERENCE = {"pitch_sd": 2.5, "loudness_db": -26.0, "loudness_sd": 6.0, "syllable_rate": 4.0}
+#: Feature values of calm conversational speech (arousal 0).
+REFERENCE = {"pitch_sd": 2.5, "loudness_sd": 8.0, "syllable_rate": 3.8, "pitch_slope": -1.5}
 
-#: Where each label sits on the circumplex: (arousal, valence).
-PROTOTYPES: dict[str, tuple[float, float]] = {
-    "neutral": (0.0, 0.0),
-    "happy": (0.55, 0.55),
-    "angry": (0.65, -0.55),
-    "sad": (-0.55, -0.45),
-    "calm": (-0.5, 0.4),
-}
-#: Softmax temperature over squared distances (smaller: more decisive).
-TEMPERATURE = 0.12
+#: Arousal beyond which speech counts as low (tired) or high (excited), and how gradually (logistic width).
+AROUSAL_EDGE = 0.3
+AROUSAL_WIDTH = 0.1
+#: The most a prosody verdict may claim: arousal is a weak cue, and no label of it is near-certain.
+MAX_SCORE = 0.6
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,18 +67,10 @@ class ProsodyFeatures:
     @property
     def arousal(self) -> float:
         ref = REFERENCE
-        z = (0.40 * (self.pitch_sd - ref["pitch_sd"]) / 1.5
-             + 0.35 * (self.loudness_db - ref["loudness_db"]) / 6.0
-             + 0.15 * (self.loudness_sd - ref["loudness_sd"]) / 3.0
-             + 0.25 * (self.syllable_rate - ref["syllable_rate"]) / 1.5)
-        return float(np.tanh(z))
-
-    @property
-    def valence(self) -> float:
-        ref = REFERENCE
         z = (0.45 * (self.pitch_sd - ref["pitch_sd"]) / 1.5
-             + 0.25 * np.clip(self.pitch_slope, -10, 10) / 4.0
-             - 0.35 * max(0.0, self.loudness_db - (ref["loudness_db"] + 6.0)) / 4.0)
+             + 0.15 * (self.loudness_sd - ref["loudness_sd"]) / 3.0
+             + 0.30 * (self.syllable_rate - ref["syllable_rate"]) / 1.5
+             + 0.10 * float(np.clip(self.pitch_slope - ref["pitch_slope"], -6, 6)) / 3.0)
         return float(np.tanh(z))
 
 
@@ -164,17 +154,21 @@ def analyse(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> ProsodyFeature
     )
 
 
-def label_scores(arousal: float, valence: float) -> dict[str, float]:
-    """Softmax over the squared distance of (arousal, valence) to each label's prototype."""
-    names = list(PROTOTYPES)
-    d2 = np.array([(arousal - a) ** 2 + (valence - v) ** 2 for a, v in PROTOTYPES.values()])
-    weights = np.exp(-(d2 - d2.min()) / TEMPERATURE)
-    weights /= weights.sum()
-    return {name: float(w) for name, w in zip(names, weights, strict=True)}
+def label_scores(arousal: float) -> dict[str, float]:
+    """Modest scores for low (``tired``), ordinary (``neutral``) and high (``excited``) arousal."""
+    def edge(x: float) -> float:
+        return float(1.0 / (1.0 + np.exp(-(x - AROUSAL_EDGE) / AROUSAL_WIDTH)))
+
+    tired, excited = MAX_SCORE * edge(-arousal), MAX_SCORE * edge(arousal)
+    return {"neutral": 1.0 - tired - excited, "tired": tired, "excited": excited}
 
 
 class ProsodyEmotionTagger:
-    """EmotionTagger from pitch, loudness and rhythm; labels are already canonical."""
+    """EmotionTagger from pitch range, loudness contour and rhythm; labels are already canonical.
+
+    Not calibrated: its scores are a heuristic's, not probabilities measured on labelled speech."""
+
+    is_calibrated = False
 
     def load(self) -> None:
         import scipy.signal  # noqa: F401 - fail early if scipy is missing
@@ -183,4 +177,4 @@ class ProsodyEmotionTagger:
         features = analyse(audio)
         if features is None:
             return {"neutral": 1.0}
-        return label_scores(features.arousal, features.valence)
+        return label_scores(features.arousal)

@@ -368,7 +368,8 @@ class UnderstandStage(Stage):
         emotion, emotion_timing = await self._emotion(turn_id, emotion_task)
         if emotion is not None:
             yield UserEmotion(turn_id=turn_id, label=emotion.label, score=round(emotion.score, 4),
-                              scores={k: round(v, 4) for k, v in emotion.scores.items()})
+                              scores={k: round(v, 4) for k, v in emotion.scores.items()},
+                              is_calibrated=bool(getattr(self.tagger, "is_calibrated", False)))
         if emotion_timing is not None:
             yield emotion_timing
         yield UserTurnReady(turn_id=turn_id, text=text, language=language,

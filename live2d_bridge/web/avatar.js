@@ -1,6 +1,11 @@
 // The built-in avatar: an SVG face in the persona's colour, an expression for each canonical emotion,
 // a mouth that follows the mouth values, idle blinking, and the listening/thinking/speaking/sleeping states.
 // It needs nothing proprietary and is what every persona without a Live2D model shows.
+//
+// It costs almost nothing when idle: it draws only while something moves (a face easing into its shape,
+// the mouth, a blink) at most MAX_FPS, and writes only the attributes whose value changed; breathing is a
+// CSS transform of the whole drawing (a compositor layer), set a few times a second; nothing runs while the
+// tab is hidden.
 
 const SVG = "http://www.w3.org/2000/svg";
 
@@ -13,6 +18,8 @@ const ALIASES = {
   scared: "fearful", worried: "fearful", surprised: "surprised", surprise: "surprised",
   disgusted: "disgusted", disgust: "disgusted", calm: "calm", relaxed: "calm", relief: "calm",
   thinking: "thinking", think: "thinking", shy: "shy", embarrassed: "shy",
+  concerned: "concerned", concern: "concerned", caring: "concerned", gentle: "gentle", kind: "gentle",
+  soft: "gentle", tired: "gentle", excited: "happy",
 };
 
 // Target values per face: brow lift/tilt, eye openness and shape, mouth curve, blush and extras.
@@ -26,6 +33,8 @@ const FACES = {
   disgusted: { browY: 2,   browTilt: -8,  eyeOpen: 0.68, eyeSmile: 0, mouthCurve: -8,  mouthBase: 0,    mouthWidth: 14, blush: 0,    look: [3, 0] },
   calm:      { browY: -1,  browTilt: 4,   eyeOpen: 0.55, eyeSmile: 0, mouthCurve: 6,   mouthBase: 0,    mouthWidth: 14, blush: 0.35, look: [0, 1] },
   thinking:  { browY: -3,  browTilt: 6,   eyeOpen: 0.9,  eyeSmile: 0, mouthCurve: -1,  mouthBase: 0,    mouthWidth: 9,  blush: 0.15, look: [5, -4] },
+  concerned: { browY: -3,  browTilt: 12,  eyeOpen: 0.92, eyeSmile: 0, mouthCurve: 1,   mouthBase: 0,    mouthWidth: 12, blush: 0.2,  look: [0, 1] },
+  gentle:    { browY: -1,  browTilt: 7,   eyeOpen: 0.72, eyeSmile: 0, mouthCurve: 9,   mouthBase: 0,    mouthWidth: 13, blush: 0.45, look: [0, 2] },
   shy:       { browY: -2,  browTilt: 10,  eyeOpen: 0.8,  eyeSmile: 0, mouthCurve: 7,   mouthBase: 0,    mouthWidth: 10, blush: 1.0,  look: [-3, 3] },
 };
 
@@ -61,6 +70,14 @@ function mix(hex, other, t) {
 
 const lerp = (a, b, t) => a + (b - a) * t;
 
+// Breathing: one step every BREATH_STEP_MS (a few a second is enough for a slow sway), a period per state.
+const BREATH_STEP_MS = 200;
+const BREATH = { normal: [5200, 1.6], bedtime: [8000, 2.2], sleeping: [10000, 3.2] };  // period ms, px
+// Drawing the SVG is the page's main cost on a software renderer: mouth and faces need no more than this.
+const MAX_FPS = 30;
+// A face counts as settled when every value is this close to its goal.
+const SETTLED = 0.004;
+
 const HAIR_LONG = "M92 210 C 78 110, 150 52, 200 52 C 258 52, 325 104, 310 214 C 318 300, 300 352, 286 372 L 114 372 C 98 350, 82 300, 92 210 Z";
 const HAIR_SHORT = "M92 210 C 78 110, 150 52, 200 52 C 258 52, 325 104, 310 214 C 314 262, 306 300, 294 322 L 106 322 C 94 300, 86 262, 92 210 Z";
 // Each persona gets one of these hairstyles (chosen from its id, so it never changes).
@@ -83,12 +100,75 @@ export class BuiltinAvatar {
     this.mouthTarget = 0;
     this.mouth = 0;
     this.cur = { ...FACES.neutral, tear: 0, mark: 0, sweat: 0, sleep: 0 };
+    this.mode = "normal";
     this.blinkUntil = 0;
-    this.nextBlink = performance.now() + 1800;
     this.last = performance.now();
+    this.frame = 0;
+    this.blinkTimer = 0;
+    this.breathTimer = 0;
+    this.written = new Map();   // element -> {attribute: value} last written
     this.build();
     this.setPersona(persona);
-    this.frame = requestAnimationFrame((t) => this.tick(t));
+    this.onVisibility = () => this.resume();
+    document.addEventListener("visibilitychange", this.onVisibility);
+    this.resume();
+  }
+
+  /** Start (or restart after the tab was hidden) the blink and breathing clocks and draw once. */
+  resume() {
+    clearTimeout(this.blinkTimer);
+    clearInterval(this.breathTimer);
+    this.blinkTimer = this.breathTimer = 0;
+    if (document.hidden) return;
+    this.scheduleBlink(1800);
+    this.breathTimer = setInterval(() => this.breathe(), BREATH_STEP_MS);
+    this.breathe();
+    this.wake();
+  }
+
+  /** Draw on the next animation frame (once; the frame keeps itself going while something moves). */
+  wake() {
+    if (!this.frame && !document.hidden && this.svg.isConnected) {
+      this.last = performance.now();
+      this.frame = requestAnimationFrame((t) => this.tick(t));
+    }
+  }
+
+  scheduleBlink(delayMs) {
+    clearTimeout(this.blinkTimer);
+    this.blinkTimer = setTimeout(() => {
+      if (document.hidden) return;
+      this.blinkUntil = performance.now() + 130;
+      this.wake();
+      this.scheduleBlink(2000 + Math.random() * 4000);
+    }, delayMs);
+  }
+
+  breathe() {
+    if (document.hidden) return;
+    const [period, depth] = BREATH[this.state === "sleeping" ? "sleeping" : this.mode] || BREATH.normal;
+    const y = (Math.sin((performance.now() / period) * 2 * Math.PI) * depth).toFixed(1);
+    if (y !== this.breathY) {
+      // The whole drawing is its own compositor layer (will-change in style.css): moving it costs no
+      // redraw of the SVG, only a composite.
+      this.breathY = y;
+      this.svg.style.transform = `translateY(${y}px)`;
+    }
+  }
+
+  /** Set an attribute only when its value changes (each write costs a style and paint pass). */
+  put(node, name, value) {
+    let seen = this.written.get(node);
+    if (!seen) this.written.set(node, (seen = {}));
+    const text = String(value);
+    if (seen[name] === text) return;
+    seen[name] = text;
+    node.setAttribute(name, text);
+  }
+
+  show(node, isShown) {
+    const value = isShown ? "" : "none";
+    if (node.style.display !== value) node.style.display = value;
   }
 
   build() {
@@ -108,7 +188,9 @@ export class BuiltinAvatar {
     this.glow = el("circle", { cx: 200, cy: 215, r: 195, fill: "url(#av-glow)", class: "av-glow" }, svg);
     this.ring = el("circle", { cx: 200, cy: 205, r: 168, fill: "none", "stroke-width": 2, class: "av-ring" }, svg);
 
-    const body = el("g", { class: "av-body" }, svg);
+    // The pose (a sleeping tilt, in CSS) holds the body, which breathes.
+    this.pose = el("g", { class: "av-pose" }, svg);
+    const body = el("g", { class: "av-body" }, this.pose);
     this.body = body;
     // Twin tails (one of the hairstyles), behind everything else.
     this.tails = el("g", {}, body);
@@ -176,62 +258,84 @@ export class BuiltinAvatar {
     for (const tie of this.ties) tie.style.display = this.style === "twintails" ? "" : "none";
     for (const lock of this.sideLocks) lock.style.display = this.style === "bob" ? "none" : "";
     for (const tie of this.ties) tie.setAttribute("fill", mix(color, "#ffffff", 0.55));
+    this.wake();
   }
 
   setExpression(name) {
     this.face = resolveFace(name, this.persona);
     this.svg.dataset.expression = this.face;
+    this.wake();
     return this.face;
   }
 
   setState(state) {
     this.state = state;
     this.svg.dataset.state = state;
+    this.wake();
+  }
+
+  /** Normal or bedtime: bedtime breathes slower and deeper. */
+  setMode(mode) {
+    this.mode = mode === "bedtime" ? "bedtime" : "normal";
+    this.svg.dataset.mode = this.mode;
   }
 
   setMouth(value) {
     this.mouthTarget = Math.max(0, Math.min(1, Number(value) || 0));
+    if (this.mouthTarget !== this.mouth) this.wake();
   }
 
   destroy() {
     cancelAnimationFrame(this.frame);
+    clearTimeout(this.blinkTimer);
+    clearInterval(this.breathTimer);
+    document.removeEventListener("visibilitychange", this.onVisibility);
     this.svg.remove();
   }
 
   tick(time) {
-    const dt = Math.min(0.1, (time - this.last) / 1000);
+    this.frame = 0;
+    if (time - this.last < 1000 / MAX_FPS - 4) {
+      this.frame = requestAnimationFrame((t) => this.tick(t));
+      return;
+    }
+    const dt = Math.min(0.1, Math.max(0, (time - this.last) / 1000));
     this.last = time;
     const target = { tear: 0, mark: 0, sweat: 0, ...FACES[this.face] || FACES.neutral };
     const sleeping = this.state === "sleeping";
     const thinking = this.state === "thinking" && this.face === "neutral";
     const base = thinking ? FACES.thinking : target;
     const k = 1 - Math.exp(-dt * 9);
+    let isSettled = true;
     for (const key of Object.keys(this.cur)) {
       if (key === "look") continue;
       const goal = key === "sleep" ? (sleeping ? 1 : 0) : (base[key] ?? target[key] ?? 0);
-      this.cur[key] = lerp(this.cur[key], goal, k);
+      // Brows, mouth width and look are in SVG units: "close" scales with the value's range.
+      const close = Math.abs(goal) > 2 ? SETTLED * 10 : SETTLED;
+      this.cur[key] = Math.abs(this.cur[key] - goal) < close ? goal : lerp(this.cur[key], goal, k);
+      if (this.cur[key] !== goal) isSettled = false;
     }
-    this.cur.look = [lerp(this.cur.look[0], base.look[0], k), lerp(this.cur.look[1], base.look[1], k)];
+    const look = this.cur.look.map((v, i) => (Math.abs(v - base.look[i]) < 0.05 ? base.look[i] : lerp(v, base.look[i], k)));
+    if (look[0] !== base.look[0] || look[1] !== base.look[1]) isSettled = false;
+    this.cur.look = look;
     // Mouth: open fast, close a little slower (speech looks natural that way).
     const m = this.mouthTarget;
     this.mouth = m > this.mouth ? lerp(this.mouth, m, 1 - Math.exp(-dt * 40)) : lerp(this.mouth, m, 1 - Math.exp(-dt * 22));
     if (m === 0 && this.mouth < 0.01) this.mouth = 0;
-    // Blinking: every 2-6 s, 130 ms.
-    if (time > this.nextBlink) {
-      this.blinkUntil = time + 130;
-      this.nextBlink = time + 2000 + Math.random() * 4000;
-    }
-    const blink = time < this.blinkUntil ? 1 : 0;
-    this.render(blink);
-    this.svg.dataset.mouth = this.mouth.toFixed(3);
-    this.frame = requestAnimationFrame((t) => this.tick(t));
+    if (Math.abs(this.mouth - m) < 0.002) this.mouth = m;
+    // Blinking (every 2-6 s, 130 ms; scheduleBlink wakes the frame for it).
+    const isBlinking = performance.now() < this.blinkUntil;
+    this.render(isBlinking ? 1 : 0);
+    const mouthText = this.mouth.toFixed(3);
+    if (this.svg.dataset.mouth !== mouthText) this.svg.dataset.mouth = mouthText;
+    // Keep drawing only while something moves; a blink's last frame opens the eyes again.
+    if (!isSettled || this.mouth !== m || m > 0 || isBlinking || this.wasBlinking) this.wake();
+    this.wasBlinking = isBlinking;
   }
 
   render(blink) {
     const c = this.cur;
     const sleep = c.sleep;
-    const breathe = Math.sin(performance.now() / (sleep > 0.5 ? 1400 : 900)) * (sleep > 0.5 ? 3 : 1.6);
-    this.body.setAttribute("transform", `translate(0 ${breathe.toFixed(2)})`);
     // Eyes.
     // Smiling eyes are drawn as arcs (^ ^) rather than squashed ovals.
     const isSmiling = c.eyeSmile > 0.5 && sleep < 0.5;
@@ -240,21 +344,21 @@ export class BuiltinAvatar {
       const { cx, cy } = eye;
       const s = Math.min(open, 1.3);
       const ry = 23 * s;
-      eye.open.setAttribute("transform", `translate(0 ${(cy * (1 - s)).toFixed(2)}) scale(1 ${s.toFixed(3)})`);
-      eye.open.style.display = open < 0.06 ? "none" : "";
+      this.put(eye.open, "transform", `translate(0 ${(cy * (1 - s)).toFixed(2)}) scale(1 ${s.toFixed(3)})`);
+      this.show(eye.open, open >= 0.06);
       const lx = c.look[0], ly = c.look[1];
       const scaleWide = open > 1.05 ? 0.8 : 1;
-      eye.pupil.setAttribute("cx", cx + lx);
-      eye.pupil.setAttribute("cy", cy + 3 + ly);
-      eye.pupil.setAttribute("rx", 7 * scaleWide);
-      eye.pupil.setAttribute("ry", 9 * scaleWide);
-      eye.iris.setAttribute("cx", cx + lx * 0.7);
-      eye.iris.setAttribute("cy", cy + 2 + ly * 0.7);
-      eye.hl1.setAttribute("cx", cx + 5 + lx * 0.5);
-      eye.hl1.setAttribute("cy", cy - 6 + ly * 0.5);
+      this.put(eye.pupil, "cx", cx + lx);
+      this.put(eye.pupil, "cy", cy + 3 + ly);
+      this.put(eye.pupil, "rx", 7 * scaleWide);
+      this.put(eye.pupil, "ry", 9 * scaleWide);
+      this.put(eye.iris, "cx", cx + lx * 0.7);
+      this.put(eye.iris, "cy", cy + 2 + ly * 0.7);
+      this.put(eye.hl1, "cx", cx + 5 + lx * 0.5);
+      this.put(eye.hl1, "cy", cy - 6 + ly * 0.5);
       // Upper lash line follows the lid.
       const top = cy - ry + 2;
-      eye.lash.setAttribute("d", open < 0.06 ? "" : `M${cx - 21} ${cy - ry * 0.55 + 2} Q ${cx} ${top - 6} ${cx + 21} ${cy - ry * 0.55 + 2}`);
+      this.put(eye.lash, "d", open < 0.06 ? "" : `M${cx - 21} ${cy - ry * 0.55 + 2} Q ${cx} ${top - 6} ${cx + 21} ${cy - ry * 0.55 + 2}`);
       // Closed eyes: a gentle downward arc when sleeping or blinking, an upward arc (^ ^) when smiling.
       let closed = "";
       if (open < 0.06) {
@@ -262,7 +366,7 @@ export class BuiltinAvatar {
           ? `M${cx - 17} ${cy + 6} Q ${cx} ${cy - 12} ${cx + 17} ${cy + 6}`
           : `M${cx - 17} ${cy + 2} Q ${cx} ${cy + 12} ${cx + 17} ${cy + 2}`;
       }
-      eye.closed.setAttribute("d", closed);
+      this.put(eye.closed, "d", closed);
     }
     // Brows: lift and tilt (positive tilt raises the inner ends: worry; negative lowers them: anger).
     this.brows.forEach((brow, i) => {
@@ -271,7 +375,7 @@ export class BuiltinAvatar {
       const inner = cx - side * 18, outer = cx + side * 18;
       const tilt = c.browTilt * (1 - sleep);
       const yi = y - tilt * 0.5, yo = y + tilt * 0.3;
-      brow.setAttribute("d", `M${inner} ${yi.toFixed(1)} Q ${cx} ${(Math.min(yi, yo) - 6).toFixed(1)} ${outer} ${yo.toFixed(1)}`);
+      this.put(brow, "d", `M${inner} ${yi.toFixed(1)} Q ${cx} ${(Math.min(yi, yo) - 6).toFixed(1)} ${outer} ${yo.toFixed(1)}`);
     });
     // Mouth: width, smile curve, opening from the mouth values (plus the face's own base opening).
     const openAmt = Math.min(1, this.mouth + c.mouthBase * (1 - sleep));
@@ -282,15 +386,15 @@ export class BuiltinAvatar {
     const upperY = y - curve * 0.35;
     const d = `M${200 - w} ${upperY.toFixed(1)} Q 200 ${(y + curve * 0.45 - h * 0.15).toFixed(1)} ${200 + w} ${upperY.toFixed(1)} ` +
       `Q 200 ${(y + curve * 0.6 + h).toFixed(1)} ${200 - w} ${upperY.toFixed(1)} Z`;
-    this.mouthShape.setAttribute("d", d);
-    this.tongue.setAttribute("cy", (y + curve * 0.3 + h * 0.62).toFixed(1));
-    this.tongue.setAttribute("rx", (w * 0.5).toFixed(1));
-    this.tongue.setAttribute("ry", (Math.max(0, h - 8) * 0.22).toFixed(1));
-    this.tongue.style.display = h > 12 ? "" : "none";
+    this.put(this.mouthShape, "d", d);
+    this.put(this.tongue, "cy", (y + curve * 0.3 + h * 0.62).toFixed(1));
+    this.put(this.tongue, "rx", (w * 0.5).toFixed(1));
+    this.put(this.tongue, "ry", (Math.max(0, h - 8) * 0.22).toFixed(1));
+    this.show(this.tongue, h > 12);
     // Cheeks and extras.
-    for (const cheek of [this.cheekL, this.cheekR]) cheek.setAttribute("opacity", (0.12 + c.blush * 0.5).toFixed(3));
-    this.tear.setAttribute("opacity", (c.tear * (1 - sleep)).toFixed(3));
-    this.mark.setAttribute("opacity", (c.mark * (1 - sleep)).toFixed(3));
-    this.sweat.setAttribute("opacity", (c.sweat * (1 - sleep)).toFixed(3));
+    for (const cheek of [this.cheekL, this.cheekR]) this.put(cheek, "opacity", (0.12 + c.blush * 0.5).toFixed(3));
+    this.put(this.tear, "opacity", (c.tear * (1 - sleep)).toFixed(3));
+    this.put(this.mark, "opacity", (c.mark * (1 - sleep)).toFixed(3));
+    this.put(this.sweat, "opacity", (c.sweat * (1 - sleep)).toFixed(3));
   }
 }

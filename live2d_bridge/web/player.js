@@ -30,6 +30,7 @@ export class Player {
     this.ctx = null;
     this.items = [];          // scheduled sentences, in order
     this.cancelled = new Set(); // turns that were interrupted
+    this.seen = new Set();      // turns whose audio arrived
     this.chain = Promise.resolve();
     this.audioEnd = 0;        // audio-clock time when the last scheduled sentence ends
     this.pageEnd = 0;         // page-clock time (seconds) for sentences without a WAV
@@ -91,6 +92,8 @@ export class Player {
   /** Queue one `audio` message; sentences play in the order they arrive. */
   enqueue(msg) {
     if (this.cancelled.has(msg.turn_id)) return this.chain;
+    this.seen.add(msg.turn_id);
+    if (this.seen.size > 100) this.seen.delete(this.seen.values().next().value);
     this.chain = this.chain.then(() => this._schedule(msg)).catch((err) => console.warn("audio:", err));
     return this.chain;
   }
@@ -162,6 +165,16 @@ export class Player {
     this.cancelled.add(turnId);
     for (const item of [...this.items]) if (item.turn === turnId) this._cut(item);
     this._resetEnds();
+  }
+
+  /** The turns with sound queued or playing now. */
+  turns() {
+    return [...new Set(this.items.map((i) => i.turn))];
+  }
+
+  /** Whether any sound of this turn reached the player. */
+  hasTurn(turnId) {
+    return this.seen.has(turnId);
   }
 
   /** Stop all sound now (the interrupt button). */

@@ -94,7 +94,8 @@ async def test_a_scripted_turn_shows_subtitles_emotion_expression_and_moves_the_
     await page.wait_for_selector(".bubble.user.listening")
     bridge.publish(UserSpeechEnded(turn_id=1, onset=1.0, speech_end=2.4, decided_at=2.7),
                    UserTranscript(turn_id=1, text="今日はちょっと疲れちゃった", language="ja"),
-                   UserEmotion(turn_id=1, label="sad", score=0.82, scores={"sad": 0.82, "neutral": 0.18}),
+                   UserEmotion(turn_id=1, label="sad", score=0.82, scores={"sad": 0.82, "neutral": 0.18},
+                               is_calibrated=True),
                    State(value="thinking"))
     await page.wait_for_function("() => document.body.classList.contains('state-thinking')")
     assert await page.locator(".bubble.user .text").inner_text() == "今日はちょっと疲れちゃった"

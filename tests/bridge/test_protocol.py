@@ -29,6 +29,7 @@ from assistant.events import (
     State,
     Subtitle,
     TextInput,
+    TurnDropped,
     UserEmotion,
     UserSpeechEnded,
     UserSpeechStarted,
@@ -154,7 +155,8 @@ def test_events_serialise_to_their_schemas() -> None:
         Audio(turn_id=1, sentence_index=0, sample_rate=24000, samples=tone, mouth=(0.0, 0.5, 1.0), text="x"),
         Latency(turn_id=1, stages_ms={"asr": 100.0}, voice_to_voice_ms=None),
         Latency(turn_id=1, stages_ms={}, voice_to_voice_ms=640.0),
-        Notice(message="starting"), Error(message="boom", turn_id=2),
+        Notice(message="starting"), Error(message="boom", turn_id=2), TurnDropped(turn_id=4, reason="too short"),
+        UserEmotion(turn_id=2, label="tired", score=0.5, scores={"tired": 0.5, "neutral": 0.5}, is_calibrated=False),
     ]
     from live2d_bridge.protocol import event_message
     schemas = load_schemas()

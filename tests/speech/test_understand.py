@@ -124,7 +124,7 @@ async def test_an_utterance_becomes_transcript_emotion_timings_and_a_ready_turn(
     transcript, asr_timing, emotion, emotion_timing, ready = [e for e in out if getattr(e, "stage", "") != "asr_wait"]
     assert transcript.turn_id == emotion.turn_id == ready.turn_id == 3
     assert wer(text, transcript.text) <= 0.15 and transcript.language == "en"
-    assert (emotion.label, emotion.score > 0.9) == ("happy", True)
+    assert (emotion.label, emotion.score > 0.9, emotion.is_calibrated) == ("happy", True, True)
     assert set(emotion.scores) <= set(CANONICAL_EMOTIONS)
     assert (asr_timing.stage, emotion_timing.stage) == ("asr", "emotion")
     # ASR and emotion run at the same time, each on its own worker.
