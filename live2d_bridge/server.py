@@ -250,7 +250,7 @@ class BridgeServer:
             self.persona = event.persona
             self.display_name = event.display_name
         elif isinstance(event, Mode):
-            self.mode = event.value
+            self.mode = "bedtime" if event.value == "bedtime" else "normal"
 
     def hello(self) -> dict[str, Any]:
         """The first message every page receives: versions, capabilities, personas and the current state."""

@@ -247,7 +247,8 @@ def _check_vllm_python(python: str, names: list[str]) -> Check:
     if not torch_version:
         return Check(label, "FAIL", f"vLLM {version} is installed for {python} but torch is not",
                      f"{python} -m pip install --force-reinstall 'vllm=={version}' (it brings its torch)")
-    requires = [str(r) for r in info.get("torch_requires") or []]  # type: ignore[union-attr]
+    listed = info.get("torch_requires")
+    requires = [str(r) for r in listed] if isinstance(listed, list) else []
     wanted = torch_mismatch(requires, str(torch_version), str(info.get("python", "3.11")))
     if wanted:
         return Check(label, "FAIL", f"vLLM {version} was built for {wanted} but torch {torch_version} is installed "

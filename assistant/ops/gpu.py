@@ -59,7 +59,7 @@ def detect_gpus(memory_gb: float | None = None) -> list[GpuInfo]:
 
 def _nvml_gpus() -> list[GpuInfo]:
     try:
-        import pynvml  # type: ignore[import-not-found]
+        import pynvml
     except ImportError:
         return []
     try:

@@ -132,7 +132,7 @@ def download(target: DownloadTarget, endpoint: str | None = None, max_workers: i
         os.environ.pop(switch, None)
     import httpx
     import huggingface_hub
-    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub import HfApi, RepoFile, snapshot_download
 
     if huggingface_hub.constants.HF_HUB_OFFLINE:
         raise ConfigError("huggingface_hub was loaded in offline mode — run `saijin models download` without "
@@ -142,14 +142,14 @@ def download(target: DownloadTarget, endpoint: str | None = None, max_workers: i
     try:
         api = HfApi(endpoint=endpoint)
         listing = [f for f in api.list_repo_tree(target.repo_id, recursive=True, revision=target.revision)
-                   if getattr(f, "size", None) is not None and not any(_ignored(f.path, p) for p in IGNORE_PATTERNS)]
+                   if isinstance(f, RepoFile) and not any(_ignored(f.path, p) for p in IGNORE_PATTERNS)]
         sizes = {f.path: int(f.size) for f in listing}
-        large = [f for f in listing if getattr(f, "lfs", None) is not None] if target.folder is not None else []
+        large = [(f, f.lfs) for f in listing if f.lfs is not None] if target.folder is not None else []
         path = Path(snapshot_download(target.repo_id, revision=target.revision, local_dir=target.folder,
-                                      ignore_patterns=IGNORE_PATTERNS + [f.path for f in large],
+                                      ignore_patterns=IGNORE_PATTERNS + [f.path for f, _lfs in large],
                                       max_workers=max_workers, endpoint=endpoint))
-        for entry in large:
-            fetch_resumable(target, entry.path, int(entry.size), entry.lfs.sha256, endpoint)
+        for entry, lfs in large:
+            fetch_resumable(target, entry.path, int(entry.size), lfs.sha256, endpoint)
     except huggingface_hub.errors.HfHubHTTPError as exc:
         raise ConfigError(f"cannot fetch {target.repo_id}: {str(exc).splitlines()[0]} — check the repo id "
                           f"(hub_id / model_path), and `hf auth login` for a gated model") from None
