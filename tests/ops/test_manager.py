@@ -4,12 +4,8 @@ eviction, idle stops, adopting a server that already runs; Ollama through keep_a
 from __future__ import annotations
 
 import asyncio
-import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import ClassVar
 
 import httpx
 import psutil
@@ -19,7 +15,7 @@ from assistant.config.loader import load_settings
 from assistant.errors import EngineUnavailable
 from assistant.ops.engines import probe_engine_async
 from assistant.ops.manager import EngineManager
-from tests.fixtures.ops import tiny_vllm_engine
+from tests.fixtures.ops import ollama_standin, tiny_vllm_engine
 from tests.fixtures.vllm import free_port
 
 
@@ -109,41 +105,20 @@ async def test_a_running_server_is_adopted_not_started_and_the_budget_is_kept(
     assert vllm_server.is_alive()  # never stopped by the manager that adopted it
 
 
-class _OllamaRecorder(BaseHTTPRequestHandler):
-    requests: ClassVar[list[dict]] = []
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).requests.append({"path": self.path, **body})
-        payload = json.dumps({"model": body["model"], "done": True, "done_reason": "load"}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 async def test_ollama_models_load_and_unload_through_keep_alive(config_dir: Path, routing_writer):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _OllamaRecorder)
-    _OllamaRecorder.requests = []
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    routing_writer({"OLLAMA": {"kind": "ollama", "base_url": base, "model": "qwen2.5:7b", "resident": False,
-                               "keep_alive": "15m", "idle_stop_s": 60}}, default="AI_2", fallback=["AI_2"])
-    manager = EngineManager(load_settings(config_dir, "none"))
-    said: list[str] = []
-    try:
-        await manager.ensure_ready("OLLAMA", lambda: said.append("loading"))
-        await manager.ensure_ready("OLLAMA", lambda: said.append("again"))
-        assert said == ["loading"]
-        assert await manager.stop_idle(now=time.monotonic() + 61) == ["OLLAMA"]
-    finally:
-        await manager.stop()
-        server.shutdown()
-    assert _OllamaRecorder.requests == [
+    with ollama_standin() as (base, requests):
+        routing_writer({"OLLAMA": {"kind": "ollama", "base_url": base, "model": "qwen2.5:7b", "resident": False,
+                                   "keep_alive": "15m", "idle_stop_s": 60}}, default="AI_2", fallback=["AI_2"])
+        manager = EngineManager(load_settings(config_dir, "none"))
+        said: list[str] = []
+        try:
+            await manager.ensure_ready("OLLAMA", lambda: said.append("loading"))
+            await manager.ensure_ready("OLLAMA", lambda: said.append("again"))
+            assert said == ["loading"]
+            assert await manager.stop_idle(now=time.monotonic() + 61) == ["OLLAMA"]
+        finally:
+            await manager.stop()
+    assert requests == [
         {"path": "/api/generate", "model": "qwen2.5:7b", "keep_alive": "15m"},
         {"path": "/api/generate", "model": "qwen2.5:7b", "keep_alive": 0},
     ]

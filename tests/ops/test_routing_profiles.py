@@ -4,39 +4,19 @@ a persona needs it (saying its wait line once) and gives it back when idle — a
 
 from __future__ import annotations
 
-import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import ClassVar
 
 import yaml
 
 from assistant.config.loader import load_settings
 from assistant.ops.doctor import run_doctor
 from assistant.ops.manager import EngineManager
+from tests.fixtures.ops import ollama_standin
 
 SEED_MODELS = {"Miyu", "MiyuJP", "llama3.1:8b-instruct", "qwen2.5:7b-instruct", "tinyllama", "phi3:mini", "gemma2:2b",
                "starcoder2:3b", "deepseek-coder:1.3b"}
 SEED_RESIDENT = {"Miyu", "MiyuJP", "llama3.1:8b-instruct", "phi3:mini"}
-
-
-class _Ollama(BaseHTTPRequestHandler):
-    requests: ClassVar[list[dict]] = []
-
-    def do_POST(self) -> None:  # Ollama's /api/generate: load (keep_alive) or unload (keep_alive 0)
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).requests.append({"path": self.path, "model": body["model"], "keep_alive": body.get("keep_alive")})
-        payload = json.dumps({"model": body["model"], "done": True}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args) -> None:
-        pass
 
 
 def test_routing_ships_the_four_engines(config_dir: Path):
@@ -59,31 +39,29 @@ def test_the_ollama_profile_maps_the_seed_with_its_resident_split(config_dir: Pa
 
 
 async def test_the_manager_keeps_the_residents_and_loads_the_code_model_on_demand(config_dir: Path):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Ollama)
-    _Ollama.requests = []
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    for name in ("routing.yaml", "profiles/ollama.yaml"):
-        path = config_dir / name
-        path.write_text(path.read_text(encoding="utf-8").replace("http://127.0.0.1:11434/v1", url), encoding="utf-8")
-    # The seed's コードちゃん♫: a persona whose own engine is the code model.
-    persona = yaml.safe_load((config_dir / "personas" / "miyu.yaml").read_text(encoding="utf-8"))
-    persona.update(id="code", engine="AI_3")
-    (config_dir / "personas" / "code.yaml").write_text(yaml.safe_dump(persona, allow_unicode=True), encoding="utf-8")
-    manager = EngineManager(load_settings(config_dir, "ollama"))
-    said: list[str] = []
-    try:
-        assert await manager.start() == {}
-        loaded = {r["model"] for r in _Ollama.requests}
-        assert {"MiyuJP", "Miyu", "phi3:mini"} <= loaded and "deepseek-coder:1.3b" not in loaded
-        assert all(r["keep_alive"] == -1 for r in _Ollama.requests if r["model"] in SEED_RESIDENT)
-        _Ollama.requests.clear()
-        await manager.ensure_ready("AI_3", lambda: said.append("ちょっと待ってね"))
-        await manager.ensure_ready("AI_3", lambda: said.append("again"))
-        assert said == ["ちょっと待ってね"]
-        assert await manager.stop_idle(now=time.monotonic() + 301) == ["AI_3"]  # residents stay
-    finally:
-        await manager.stop()
-        server.shutdown()
-    assert _Ollama.requests[:2] == [{"path": "/api/generate", "model": "deepseek-coder:1.3b", "keep_alive": "5m"},
-                                    {"path": "/api/generate", "model": "deepseek-coder:1.3b", "keep_alive": 0}]
+    with ollama_standin() as (url, requests):
+        for name in ("routing.yaml", "profiles/ollama.yaml"):
+            path = config_dir / name
+            path.write_text(path.read_text(encoding="utf-8").replace("http://127.0.0.1:11434/v1", url),
+                            encoding="utf-8")
+        # The seed's コードちゃん♫: a persona whose own engine is the code model.
+        persona = yaml.safe_load((config_dir / "personas" / "miyu.yaml").read_text(encoding="utf-8"))
+        persona.update(id="code", engine="AI_3")
+        (config_dir / "personas" / "code.yaml").write_text(yaml.safe_dump(persona, allow_unicode=True),
+                                                          encoding="utf-8")
+        manager = EngineManager(load_settings(config_dir, "ollama"))
+        said: list[str] = []
+        try:
+            assert await manager.start() == {}
+            loaded = {r["model"] for r in requests}
+            assert {"MiyuJP", "Miyu", "phi3:mini"} <= loaded and "deepseek-coder:1.3b" not in loaded
+            assert all(r["keep_alive"] == -1 for r in requests if r["model"] in SEED_RESIDENT)
+            requests.clear()
+            await manager.ensure_ready("AI_3", lambda: said.append("ちょっと待ってね"))
+            await manager.ensure_ready("AI_3", lambda: said.append("again"))
+            assert said == ["ちょっと待ってね"]
+            assert await manager.stop_idle(now=time.monotonic() + 301) == ["AI_3"]  # residents stay
+        finally:
+            await manager.stop()
+    assert requests[:2] == [{"path": "/api/generate", "model": "deepseek-coder:1.3b", "keep_alive": "5m"},
+                            {"path": "/api/generate", "model": "deepseek-coder:1.3b", "keep_alive": 0}]
