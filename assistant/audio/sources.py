@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from assistant.audio.devices import choose_device, quiet_alsa
 from assistant.audio.resample import TARGET_RATE, StreamResampler
 from assistant.audio.wavfile import DEFAULT_MAX_SECONDS, read_wav
 from assistant.errors import BadInputError, SaijinError
@@ -208,6 +209,7 @@ class MicSource(Stage):
         self._is_stopping = False
 
     def _open(self, loop: asyncio.AbstractEventLoop) -> Any:
+        quiet_alsa()  # before PortAudio starts: its probing of ALSA devices prints otherwise
         try:
             import sounddevice as sd
         except OSError:
@@ -218,12 +220,15 @@ class MicSource(Stage):
                               f"(pip install 'saijin[audio]') — {_BROWSER_HINT}") from None
         where = "the default input device" if self.device is None else f"input device {self.device!r}"
         try:
-            info = sd.query_devices(self.device, kind="input")
-        except (ValueError, sd.PortAudioError) as exc:
-            raise SaijinError(f"no microphone: {where} is not available ({exc}) — {_BROWSER_HINT}") from None
+            choice = choose_device(self.device, "input", sd)
+        except SaijinError as exc:
+            raise SaijinError(f"no microphone: {exc}") from None
+        choice.apply()
+        device = choice.portaudio
+        info = sd.query_devices(device, kind="input")
         rate = TARGET_RATE
         try:
-            sd.check_input_settings(device=self.device, channels=1, samplerate=TARGET_RATE, dtype="float32")
+            sd.check_input_settings(device=device, channels=1, samplerate=TARGET_RATE, dtype="float32")
         except (ValueError, sd.PortAudioError):
             rate = int(info["default_samplerate"])
             self._resampler = StreamResampler(rate, TARGET_RATE)
@@ -246,12 +251,12 @@ class MicSource(Stage):
             loop.call_soon_threadsafe(self._queue.put_nowait, None)
 
         try:
-            stream = sd.InputStream(device=self.device, channels=1, samplerate=rate, dtype="float32",
+            stream = sd.InputStream(device=device, channels=1, samplerate=rate, dtype="float32",
                                     blocksize=block, callback=callback, finished_callback=finished)
             stream.start()
         except (ValueError, sd.PortAudioError) as exc:
             raise SaijinError(f"cannot open {where} ({exc}) — check `saijin doctor` or {_BROWSER_HINT}") from None
-        log.info("microphone: %s at %d Hz", info.get("name", where), rate)
+        log.info("microphone: %s at %d Hz", choice.label, rate)
         return stream
 
     async def start(self, ctx: StageContext) -> None:

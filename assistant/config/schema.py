@@ -31,8 +31,12 @@ Fraction = Annotated[float, Field(ge=0, le=1)]
 
 
 class AudioConfig(Strict):
+    #: A PortAudio device (index or name) or a PulseAudio source's name or description; None: the default.
     input_device: str | int | None = None
+    #: A PortAudio device (index or name) or a PulseAudio sink's name or description; None: the default.
     output_device: str | int | None = None
+    #: The speaker's device buffer: larger survives a busy CPU without underruns, smaller stops sooner.
+    output_latency_ms: Annotated[int, Field(ge=10, le=1000)] = 100
     #: Pace WAV input in real time (like a microphone) or read it as fast as possible.
     realtime_file_input: bool = True
     #: Longer WAV input files are refused (they are read into memory whole).

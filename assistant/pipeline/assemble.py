@@ -270,7 +270,8 @@ class Conversation:
             assert options.output_path is not None
             return WavFileSink(options.output_path, realtime=options.is_realtime)
         if options.output == "speaker":
-            return SpeakerSink(self.settings.assistant.audio.output_device)
+            audio = self.settings.assistant.audio
+            return SpeakerSink(audio.output_device, latency_ms=audio.output_latency_ms)
         # The page plays the audio; the null sink keeps time so turns end when the page has played them.
         return NullSink(realtime=True)
 
