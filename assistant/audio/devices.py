@@ -125,7 +125,11 @@ def choose_device(wanted: str | int | None, kind: Kind, sd: Any) -> DeviceChoice
             raise SaijinError(f"{setting} {wanted!r} is a PulseAudio device, but PortAudio has no ALSA 'pulse' "
                               f"device — install the ALSA pulse plugin (apt-get install libasound2-plugins)")
         return DeviceChoice(kind, via, pulse.name, f"{pulse.description} ({pulse.name}, PulseAudio through the pulse device)")
-    raise SaijinError(f"{setting} {wanted!r} not found ({_available(sd, kind)}) — set it to one of those, "
+    names = available_names(sd, kind)
+    if not names:
+        raise SaijinError(f"{setting} {wanted!r} not found: there are no {kind} devices at all — is the sound "
+                          f"server running? (`pactl info`, `saijin doctor`)")
+    raise SaijinError(f"{setting} {wanted!r} not found (have: {', '.join(names)}) — set it to one of those, "
                       f"or null for the default")
 
 

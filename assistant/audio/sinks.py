@@ -191,7 +191,10 @@ class SpeakerSink(AudioSink):
             raise SaijinError("the PortAudio library is missing — install it with `apt-get install libportaudio2` "
                               "or use --output FILE.wav") from None
         where = f" {self.device!r}" if self.device is not None else ""
-        choice = choose_device(self.device, "output", sd)
+        try:
+            choice = choose_device(self.device, "output", sd)
+        except SaijinError as exc:
+            raise SaijinError(f"no speaker: {exc}; or use --output FILE.wav") from None
         choice.apply()
         try:
             info = sd.query_devices(choice.portaudio, "output")

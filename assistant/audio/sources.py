@@ -222,7 +222,7 @@ class MicSource(Stage):
         try:
             choice = choose_device(self.device, "input", sd)
         except SaijinError as exc:
-            raise SaijinError(f"no microphone: {exc}") from None
+            raise SaijinError(f"no microphone: {exc}; or {_BROWSER_HINT}") from None
         choice.apply()
         device = choice.portaudio
         info = sd.query_devices(device, kind="input")
