@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from assistant.audio.devices import choose_device, quiet_alsa
+from assistant.audio.echo import EchoCanceller
 from assistant.audio.resample import resample
 from assistant.errors import MissingExtra, SaijinError
 from assistant.events import now
@@ -164,9 +165,12 @@ class WavFileSink(AudioSink):
 class SpeakerSink(AudioSink):
     """The sound card (sounddevice): a small buffer the device pulls from, at the device's own rate."""
 
-    def __init__(self, device: str | int | None = None, lead_ms: int = 40, latency_ms: int = 100) -> None:
+    def __init__(self, device: str | int | None = None, lead_ms: int = 40, latency_ms: int = 100,
+                 echo: EchoCanceller | None = None) -> None:
         super().__init__(realtime=True)
         self.device = device
+        #: Told exactly what the device plays (the echo canceller's reference), silence included.
+        self.echo = echo
         self._lead_s = lead_ms / 1000
         #: The device's own buffer: what it keeps queued so that a busy CPU does not starve it.
         self._device_latency_s = latency_ms / 1000
@@ -208,6 +212,8 @@ class SpeakerSink(AudioSink):
                               f"audio.output_device in config/assistant.yaml, or use --output FILE.wav") from None
         self.sample_rate = rate
         self._latency_s = float(self._stream.latency or 0.0)
+        if self.echo is not None:  # a played block reaches the room after the device's buffer (and the mic's)
+            self.echo.set_delay(self._latency_s * 1000 + 20)
         log.info("playing on %s at %d Hz (latency %.0f ms)", choice.label, rate, self._latency_s * 1000)
 
     def _pull(self, outdata: np.ndarray, frames: int, _time: Any, status: Any) -> None:
@@ -229,6 +235,8 @@ class SpeakerSink(AudioSink):
                     self._buffer[0] = head[take:]
             self._buffered -= filled
         out[filled:] = 0.0
+        if self.echo is not None and self.sample_rate is not None:
+            self.echo.played(out, self.sample_rate)
 
     def halt(self) -> None:
         with self._lock:

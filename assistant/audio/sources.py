@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from assistant.audio.devices import choose_device, quiet_alsa
+from assistant.audio.echo import EchoCanceller
 from assistant.audio.resample import TARGET_RATE, StreamResampler
 from assistant.audio.wavfile import DEFAULT_MAX_SECONDS, read_wav
 from assistant.errors import BadInputError, SaijinError
@@ -198,9 +199,11 @@ class PcmFeedSource(Stage):
 class MicSource(Stage):
     """The microphone through PortAudio (``sounddevice``), at 16 kHz mono (resampled if the device can't)."""
 
-    def __init__(self, device: str | int | None = None, frame_ms: int = 20) -> None:
+    def __init__(self, device: str | int | None = None, frame_ms: int = 20, echo: EchoCanceller | None = None) -> None:
         super().__init__()
         self.device = device
+        #: Removes the speaker's voice from what the microphone hears (loudspeakers without headphones).
+        self.echo = echo
         self.frame_ms = frame_ms
         self._framer = _Framer(_frame_samples(frame_ms))
         self._queue: asyncio.Queue[tuple[np.ndarray, float] | None] = asyncio.Queue()
@@ -276,6 +279,9 @@ class MicSource(Stage):
             samples, heard_at = item
             if self._resampler is not None:
                 samples = self._resampler.process(samples)
+            if self.echo is not None:
+                samples = self.echo.clean(samples)
+                heard_at -= self.echo.held_s  # the last few samples wait for the canceller's next 10 ms
             for frame in self._framer.push(samples, heard_at):
                 self.emit(frame)
 

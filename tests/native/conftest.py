@@ -143,3 +143,31 @@ def speech_seconds(samples: np.ndarray, threshold: float = 0.01, frame_s: float 
     step = int(RATE * frame_s)
     frames = samples[: len(samples) // step * step].reshape(-1, step)
     return float((np.sqrt((frames ** 2).mean(axis=1)) > threshold).sum() * frame_s)
+
+
+def room_loopback(pulse: PulseServer, delay_ms: int = 60, volume: str = "60%") -> int:
+    """Loudspeakers in a room: what the speaker plays reaches the microphone ``delay_ms`` later, quieter
+    (``volume`` of the sink input: 60% is about -13 dB). Returns the module index (unload it to stop)."""
+    module = pulse.load_module("module-loopback", "source=room.monitor", "sink=micfeed", f"latency_msec={delay_ms}",
+                               "source_dont_move=true", "sink_dont_move=true")
+    inputs = json.loads(pulse.pactl("-f", "json", "list", "sink-inputs").stdout)
+    ours = [i for i in inputs if str(i.get("owner_module")) == str(module)]
+    assert ours, inputs
+    pulse.pactl("set-sink-input-volume", str(ours[0]["index"]), volume)
+    return module
+
+
+def sound_spans(samples: np.ndarray, threshold: float = 0.01, frame_s: float = 0.02,
+                min_gap_s: float = 0.3) -> list[tuple[float, float]]:
+    """The stretches of sound in a recording, in seconds; silences shorter than ``min_gap_s`` do not split."""
+    step = int(RATE * frame_s)
+    frames = samples[: len(samples) // step * step].reshape(-1, step)
+    loud = np.sqrt((frames ** 2).mean(axis=1)) > threshold
+    spans: list[tuple[float, float]] = []
+    for index in np.flatnonzero(loud):
+        begin, end = index * frame_s, (index + 1) * frame_s
+        if spans and begin - spans[-1][1] < min_gap_s:
+            spans[-1] = (spans[-1][0], end)
+        else:
+            spans.append((begin, end))
+    return spans
