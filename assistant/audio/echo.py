@@ -49,6 +49,7 @@ class EchoCanceller:
                                                    high_pass_filter=True)
         self.delay_ms = int(delay_ms)
         self._apm.set_stream_delay_ms(self.delay_ms)
+        self._delay_changed = False
         self._lock = threading.Lock()
         self._played: deque[tuple[np.ndarray, int]] = deque()
         self._played_samples = 0
@@ -61,9 +62,10 @@ class EchoCanceller:
         self.near_frames = 0
 
     def set_delay(self, delay_ms: float) -> None:
-        """The hint for how long the room takes: from a block handed to the speaker to its echo in the mic."""
+        """The hint for how long the room takes: from a block handed to the speaker to its echo in the mic
+        (any thread; the canceller takes it at its next :meth:`clean`)."""
         self.delay_ms = max(0, min(500, round(delay_ms)))
-        self._apm.set_stream_delay_ms(self.delay_ms)
+        self._delay_changed = True
 
     def played(self, samples: np.ndarray, sample_rate: int) -> None:
         """What the speaker plays now (mono float32, silence included); called from the device's thread."""
@@ -95,6 +97,9 @@ class EchoCanceller:
     def clean(self, samples: np.ndarray) -> np.ndarray:
         """The microphone's 16 kHz float32 samples with the speaker's echo removed (10 ms granularity: a few
         samples may wait for the next call)."""
+        if self._delay_changed:
+            self._delay_changed = False
+            self._apm.set_stream_delay_ms(self.delay_ms)
         self._feed_far()
         data = np.concatenate([self._near_rest, samples]) if self._near_rest.size else samples
         count = len(data) // FRAME

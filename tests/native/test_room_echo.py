@@ -94,6 +94,7 @@ async def test_in_a_room_the_reply_neither_hears_itself_nor_stops_the_user_bargi
             await asyncio.sleep(0.05)
         await asyncio.to_thread(player.wait)
         events = saijin.events()
+        stdout = list(saijin.stdout)
     room = _from_the_beep(read_wav(recording.stop(), sample_rate=RATE))
     mic = _from_the_beep(read_wav(heard.stop(), sample_rate=RATE))
 
@@ -121,6 +122,7 @@ async def test_in_a_room_the_reply_neither_hears_itself_nor_stops_the_user_bargi
     assert after, (spoke_at, sound_spans(room))
     stopped_after = after[0][1] - spoke_at
     print(f"room: first reply over {played:.2f} s of {expected:.2f} s in {len(first)} stretch(es); "
-          f"output stopped {stopped_after * 1000:.0f} ms after the user's onset")
+          f"output stopped {stopped_after * 1000:.0f} ms after the user's onset; "
+          f"{[line.split(': ')[-1] for line in stdout if 'voice to voice' in line]}")
     assert stopped_after < 1.0, f"the reply went on {stopped_after:.2f} s after the user began to speak"
     assert float(np.abs(room).max()) > 0.05
