@@ -13,13 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from assistant.audio.echo import echo_cancellation_available
 from assistant.audio.wavfile import read_wav, write_wav
 from tests.fixtures.llm import ChatPeer, serving
 from tests.fixtures.pulse import PulseServer
 from tests.native.conftest import room_loopback, running_saijin, sound_spans
 from tests.reliability.conftest import RATE, english_speech, with_silence
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not echo_cancellation_available(),
+                                 reason="the 'livekit' package is not installed (pip install 'saijin[echo]')")]
 
 #: A reply long enough to be talked over: about seven seconds of the Piper voice.
 LONG_REPLY = ("The weather is sunny and warm today. Tomorrow morning it will rain for a while, "
