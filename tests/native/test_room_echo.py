@@ -55,8 +55,9 @@ def _from_the_beep(samples: np.ndarray) -> np.ndarray:
 
 def _find(haystack: np.ndarray, needle: np.ndarray, after_s: float) -> float:
     """The time in ``haystack`` (after ``after_s``) where ``needle`` matches best (normalised correlation)."""
-    start = max(0, int(after_s * RATE))
-    window = haystack[start:start + len(needle) + 10 * RATE]
+    # (Under load the recording may lose a little audio and end early: then search its last stretch.)
+    start = max(0, min(int(after_s * RATE), len(haystack) - len(needle) - 5 * RATE))
+    window = np.concatenate([haystack[start:start + len(needle) + 10 * RATE], np.zeros(len(needle), np.float32)])
     size = 1 << int(np.ceil(np.log2(len(window) + len(needle))))
     corr = np.fft.irfft(np.fft.rfft(window, size) * np.conj(np.fft.rfft(needle, size)), size)[: len(window) - len(needle)]
     energy = np.sqrt(np.convolve(window ** 2, np.ones(len(needle)), "valid")[: len(corr)]) + 1e-9
