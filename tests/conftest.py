@@ -23,6 +23,7 @@ pytest_plugins = [
     "tests.fixtures.ops",
     "tests.fixtures.vllm",
     "tests.fixtures.memory",
+    "tests.fixtures.pulse",
 ]
 
 

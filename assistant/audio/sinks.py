@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from assistant.audio.devices import choose_device, quiet_alsa
+from assistant.audio.echo import EchoCanceller
 from assistant.audio.resample import resample
 from assistant.errors import MissingExtra, SaijinError
 from assistant.events import now
@@ -163,10 +165,17 @@ class WavFileSink(AudioSink):
 class SpeakerSink(AudioSink):
     """The sound card (sounddevice): a small buffer the device pulls from, at the device's own rate."""
 
-    def __init__(self, device: str | int | None = None, lead_ms: int = 40) -> None:
+    def __init__(self, device: str | int | None = None, lead_ms: int = 40, latency_ms: int = 100,
+                 echo: EchoCanceller | None = None) -> None:
         super().__init__(realtime=True)
         self.device = device
+        #: Told exactly what the device plays (the echo canceller's reference), silence included.
+        self.echo = echo
         self._lead_s = lead_ms / 1000
+        #: The device's own buffer: what it keeps queued so that a busy CPU does not starve it.
+        self._device_latency_s = latency_ms / 1000
+        #: How many times the device ran out of audio while a reply was playing (logged, never shown).
+        self.underruns = 0
         self._stream: Any = None
         self._lock = threading.Lock()
         self._buffer: deque[np.ndarray] = deque()
@@ -177,6 +186,7 @@ class SpeakerSink(AudioSink):
         await asyncio.to_thread(self._open)
 
     def _open(self) -> None:
+        quiet_alsa()  # before PortAudio starts: its probing of ALSA devices prints otherwise
         try:
             import sounddevice as sd
         except ImportError:
@@ -186,10 +196,15 @@ class SpeakerSink(AudioSink):
                               "or use --output FILE.wav") from None
         where = f" {self.device!r}" if self.device is not None else ""
         try:
-            info = sd.query_devices(self.device, "output")
+            choice = choose_device(self.device, "output", sd)
+        except SaijinError as exc:
+            raise SaijinError(f"no speaker: {exc}; or use --output FILE.wav") from None
+        choice.apply()
+        try:
+            info = sd.query_devices(choice.portaudio, "output")
             rate = int(info["default_samplerate"])
-            self._stream = sd.OutputStream(device=self.device, samplerate=rate, channels=1, dtype="float32",
-                                           latency="low", callback=self._pull)
+            self._stream = sd.OutputStream(device=choice.portaudio, samplerate=rate, channels=1, dtype="float32",
+                                           latency=self._device_latency_s, callback=self._pull)
             self._stream.start()
         except Exception as exc:
             log.debug("opening the output device failed", exc_info=True)
@@ -197,13 +212,18 @@ class SpeakerSink(AudioSink):
                               f"audio.output_device in config/assistant.yaml, or use --output FILE.wav") from None
         self.sample_rate = rate
         self._latency_s = float(self._stream.latency or 0.0)
-        log.info("playing on %s at %d Hz (latency %.0f ms)", info.get("name", "?"), rate, self._latency_s * 1000)
+        if self.echo is not None:  # a played block reaches the room after the device's buffer (and the mic's)
+            self.echo.set_delay(self._latency_s * 1000 + 20)
+        log.info("playing on %s at %d Hz (latency %.0f ms)", choice.label, rate, self._latency_s * 1000)
 
-    def _pull(self, outdata: np.ndarray, frames: int, _time: Any, _status: Any) -> None:
+    def _pull(self, outdata: np.ndarray, frames: int, _time: Any, status: Any) -> None:
         """The device's callback (its own thread): fill ``outdata`` from the buffer, silence when empty."""
         out = outdata[:, 0]
         filled = 0
         with self._lock:
+            if status and status.output_underflow:
+                self.underruns += 1
+                log.debug("speaker underrun (%d so far)", self.underruns)
             while filled < frames and self._buffer:
                 head = self._buffer[0]
                 take = min(frames - filled, len(head))
@@ -215,6 +235,8 @@ class SpeakerSink(AudioSink):
                     self._buffer[0] = head[take:]
             self._buffered -= filled
         out[filled:] = 0.0
+        if self.echo is not None and self.sample_rate is not None:
+            self.echo.played(out, self.sample_rate)
 
     def halt(self) -> None:
         with self._lock:

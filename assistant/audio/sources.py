@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from assistant.audio.devices import choose_device, quiet_alsa
+from assistant.audio.echo import EchoCanceller
 from assistant.audio.resample import TARGET_RATE, StreamResampler
 from assistant.audio.wavfile import DEFAULT_MAX_SECONDS, read_wav
 from assistant.errors import BadInputError, SaijinError
@@ -197,9 +199,11 @@ class PcmFeedSource(Stage):
 class MicSource(Stage):
     """The microphone through PortAudio (``sounddevice``), at 16 kHz mono (resampled if the device can't)."""
 
-    def __init__(self, device: str | int | None = None, frame_ms: int = 20) -> None:
+    def __init__(self, device: str | int | None = None, frame_ms: int = 20, echo: EchoCanceller | None = None) -> None:
         super().__init__()
         self.device = device
+        #: Removes the speaker's voice from what the microphone hears (loudspeakers without headphones).
+        self.echo = echo
         self.frame_ms = frame_ms
         self._framer = _Framer(_frame_samples(frame_ms))
         self._queue: asyncio.Queue[tuple[np.ndarray, float] | None] = asyncio.Queue()
@@ -208,6 +212,7 @@ class MicSource(Stage):
         self._is_stopping = False
 
     def _open(self, loop: asyncio.AbstractEventLoop) -> Any:
+        quiet_alsa()  # before PortAudio starts: its probing of ALSA devices prints otherwise
         try:
             import sounddevice as sd
         except OSError:
@@ -218,12 +223,15 @@ class MicSource(Stage):
                               f"(pip install 'saijin[audio]') — {_BROWSER_HINT}") from None
         where = "the default input device" if self.device is None else f"input device {self.device!r}"
         try:
-            info = sd.query_devices(self.device, kind="input")
-        except (ValueError, sd.PortAudioError) as exc:
-            raise SaijinError(f"no microphone: {where} is not available ({exc}) — {_BROWSER_HINT}") from None
+            choice = choose_device(self.device, "input", sd)
+        except SaijinError as exc:
+            raise SaijinError(f"no microphone: {exc}; or {_BROWSER_HINT}") from None
+        choice.apply()
+        device = choice.portaudio
+        info = sd.query_devices(device, kind="input")
         rate = TARGET_RATE
         try:
-            sd.check_input_settings(device=self.device, channels=1, samplerate=TARGET_RATE, dtype="float32")
+            sd.check_input_settings(device=device, channels=1, samplerate=TARGET_RATE, dtype="float32")
         except (ValueError, sd.PortAudioError):
             rate = int(info["default_samplerate"])
             self._resampler = StreamResampler(rate, TARGET_RATE)
@@ -246,12 +254,12 @@ class MicSource(Stage):
             loop.call_soon_threadsafe(self._queue.put_nowait, None)
 
         try:
-            stream = sd.InputStream(device=self.device, channels=1, samplerate=rate, dtype="float32",
+            stream = sd.InputStream(device=device, channels=1, samplerate=rate, dtype="float32",
                                     blocksize=block, callback=callback, finished_callback=finished)
             stream.start()
         except (ValueError, sd.PortAudioError) as exc:
             raise SaijinError(f"cannot open {where} ({exc}) — check `saijin doctor` or {_BROWSER_HINT}") from None
-        log.info("microphone: %s at %d Hz", info.get("name", where), rate)
+        log.info("microphone: %s at %d Hz", choice.label, rate)
         return stream
 
     async def start(self, ctx: StageContext) -> None:
@@ -271,6 +279,9 @@ class MicSource(Stage):
             samples, heard_at = item
             if self._resampler is not None:
                 samples = self._resampler.process(samples)
+            if self.echo is not None:
+                samples = self.echo.clean(samples)
+                heard_at -= self.echo.held_s  # the last few samples wait for the canceller's next 10 ms
             for frame in self._framer.push(samples, heard_at):
                 self.emit(frame)
 

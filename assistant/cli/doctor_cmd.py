@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from assistant.config.loader import load_settings
-from assistant.ops.doctor import DoctorOptions, run_doctor
+from assistant.audio.devices import describe_devices
+from assistant.config.loader import Settings, load_settings
+from assistant.ops.doctor import Check, DoctorOptions, run_doctor
 
 HELP = "check the environment, models, GPU fit, engines, audio and ports (exit 1 on any FAIL)"
 
@@ -20,9 +21,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds to wait for each engine's answer")
 
 
+def sound_devices(settings: Settings) -> list[Check]:
+    """The microphone and the speaker `saijin run` would open (assistant.audio knows the devices; ops cannot
+    import it, so the command joins the two)."""
+    audio = settings.assistant.audio
+    return [Check(f"audio {role}", "PASS" if found else "FAIL", detail,
+                  "" if found else f"set audio.{'input' if role == 'microphone' else 'output'}_device, or see "
+                                   f"docs/operations.md (sound devices)")
+            for role, found, detail in describe_devices(audio.input_device, audio.output_device)]
+
+
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, args.profile)
-    checks = run_doctor(settings, DoctorOptions(args.gpu_memory_gb, args.engine_timeout))
+    checks = run_doctor(settings, DoctorOptions(args.gpu_memory_gb, args.engine_timeout)) + sound_devices(settings)
     failed = any(c.status == "FAIL" for c in checks)
     if args.json:
         print(json.dumps([c.to_dict() for c in checks], ensure_ascii=False, indent=2))

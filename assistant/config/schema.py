@@ -33,8 +33,12 @@ Fraction = Annotated[float, Field(ge=0, le=1)]
 
 
 class AudioConfig(Strict):
+    #: A PortAudio device (index or name) or a PulseAudio source's name or description; None: the default.
     input_device: str | int | None = None
+    #: A PortAudio device (index or name) or a PulseAudio sink's name or description; None: the default.
     output_device: str | int | None = None
+    #: The speaker's device buffer: larger survives a busy CPU without underruns, smaller stops sooner.
+    output_latency_ms: Annotated[int, Field(ge=10, le=1000)] = 100
     #: Pace WAV input in real time (like a microphone) or read it as fast as possible.
     realtime_file_input: bool = True
     #: Longer WAV input files are refused (they are read into memory whole).
@@ -126,16 +130,22 @@ class BargeInConfig(Strict):
     enabled: bool = True
     #: Speech shorter than this (backchannels, coughs) does not interrupt.
     min_speech_ms: Annotated[int, Field(ge=0, le=3000)] = 400
-    #: off: always listen; mute: ignore the microphone while speaking; raise: need louder speech while speaking.
+    #: Loudspeakers: remove the assistant's own voice from the microphone (WebRTC AEC, the 'livekit' package).
+    #: auto: with the microphone and the speaker when livekit is installed; on: always (an error without it).
+    echo_cancellation: Literal["auto", "on", "off"] = "auto"
+    #: The half-duplex fallback (no echo canceller): off: always listen; mute: ignore the microphone while
+    #: speaking; raise: need louder speech while speaking.
     echo_gate: Literal["off", "mute", "raise"] = "off"
     #: With echo_gate: raise, speech must be this many times louder than the assistant's own output.
     echo_gate_ratio: Annotated[float, Field(ge=1)] = 2.0
 
-    @field_validator("echo_gate", mode="before")
+    @field_validator("echo_gate", "echo_cancellation", mode="before")
     @classmethod
     def _yaml_off(cls, value: object) -> object:
-        # YAML 1.1 reads a bare `off` as false.
-        return "off" if value is False else value
+        # YAML 1.1 reads a bare `off` as false and `on` as true.
+        if value is False:
+            return "off"
+        return "on" if value is True else value
 
 
 class BridgeConfig(Strict):

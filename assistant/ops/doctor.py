@@ -613,7 +613,6 @@ def check_wsl() -> Iterator[Check]:
 
 
 def check_audio(settings: Settings) -> Iterator[Check]:
-    audio = settings.assistant.audio
     try:
         import sounddevice
     except ImportError:
@@ -631,15 +630,8 @@ def check_audio(settings: Settings) -> Iterator[Check]:
         return
     inputs = [d for d in devices if d.get("max_input_channels", 0) > 0]
     outputs = [d for d in devices if d.get("max_output_channels", 0) > 0]
-    for setting, wanted, found in (("input_device", audio.input_device, inputs),
-                                   ("output_device", audio.output_device, outputs)):
-        if wanted is None:
-            continue
-        names = [str(d.get("name")) for d in found]
-        ok = (isinstance(wanted, int) and 0 <= wanted < len(devices)) or any(str(wanted) in n for n in names)
-        if not ok:
-            yield Check(f"audio {setting}", "FAIL", f"audio.{setting} {wanted!r} not found (have: {', '.join(names) or 'none'})",
-                        f"set audio.{setting} in config/assistant.yaml to one of those, or null for the default")
+    # Which devices audio.input_device / output_device pick (PortAudio or PulseAudio names): `saijin doctor`
+    # adds that from assistant.audio.devices (ops cannot import audio).
     if not inputs:
         hint = " (WSLg provides PulseAudio on Windows 11)" if is_wsl() else ""
         yield Check("audio devices", "WARN", f"no microphone found{hint}; {len(outputs)} output device(s)",

@@ -137,6 +137,9 @@ class Conversation:
         a = settings.assistant
         self.turns = TurnController(a.barge_in, a.bedtime.barge_in_min_speech_ms, turns=a.turns, vad=a.vad)
         self.bedtime = BedtimeResponder(settings.personas, settings.assistant.bedtime)
+        from assistant.audio.echo import make_echo_canceller
+
+        self.echo = make_echo_canceller(a.barge_in.echo_cancellation, options.input == "mic", options.output == "speaker")
         self.pipeline = Pipeline(self._stages(), self.bus)
         self._results: dict[int, TurnResult] = {}
         self._finished: dict[int, asyncio.Event] = {}
@@ -228,7 +231,7 @@ class Conversation:
             self.source = WavSource(options.input_path, realtime=options.is_realtime, frame_ms=frame_ms,
                                     max_seconds=audio.max_file_input_s)
         elif options.input == "mic":
-            self.source = MicSource(audio.input_device, frame_ms=frame_ms)
+            self.source = MicSource(audio.input_device, frame_ms=frame_ms, echo=self.echo)
         else:
             self.source = PcmFeedSource(frame_ms=frame_ms)
         return self.source
@@ -281,7 +284,8 @@ class Conversation:
             assert options.output_path is not None
             return WavFileSink(options.output_path, realtime=options.is_realtime)
         if options.output == "speaker":
-            return SpeakerSink(self.settings.assistant.audio.output_device)
+            audio = self.settings.assistant.audio
+            return SpeakerSink(audio.output_device, latency_ms=audio.output_latency_ms, echo=self.echo)
         # The page plays the audio; the null sink keeps time so turns end when the page has played them.
         return NullSink(realtime=True)
 
