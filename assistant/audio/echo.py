@@ -122,7 +122,8 @@ class EchoCanceller:
 
 
 def _pcm16(samples: np.ndarray) -> np.ndarray:
-    return (np.clip(samples, -1.0, 1.0) * 32767.0).astype(np.int16)
+    pcm: np.ndarray = (np.clip(samples, -1.0, 1.0) * 32767.0).astype(np.int16)
+    return pcm
 
 
 def make_echo_canceller(setting: str, is_mic: bool, is_speaker: bool) -> EchoCanceller | None:
