@@ -408,3 +408,29 @@ async def test_a_segment_heard_as_english_early_is_written_by_the_english_model(
     # Each segment recognised in the language its probe heard: the English one by tiny.en alone.
     assert [o["language"] for o in counting.options] == ["ja", "en"]
     assert len(english.lengths) == 1 and "english_generate" in base.last_timings
+
+
+class SureItIsEnglish(CountingTranscriber):
+    """The real transcriber whose early language guess is always a sure "en" (and is counted)."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self.guesses = 0
+
+    def detect_language(self, audio: np.ndarray) -> tuple[str, float]:
+        self.guesses += 1
+        return "en", 1.0
+
+
+async def test_a_configured_language_is_not_second_guessed_by_the_probe(
+        speech_maker: SpeechMaker, whisper_tiny_en: Any, asr_en: AsrConfig, emotion_cfg: EmotionConfig) -> None:
+    """``asr.language: ja`` is what the user chose: a probe that hears English changes neither the language
+    nor the model of the segment's recognition."""
+    audio = speech_maker.compose(0.3, speech_maker.english("Could you play some quiet music?"), 0.3).samples
+    counting = SureItIsEnglish(whisper_tiny_en)
+    asr = asr_en.model_copy(update={"language": "ja", "english_model": "offline:whisper-tiny.en"})
+    stage = UnderstandStage(counting, ProsodyEmotionTagger(), asr, emotion_cfg)
+    probe = VoiceProbe(onset=49.0, audio=audio[:RATE], segment_id=3)
+    out = await run_stage(stage, [probe, ended(3, audio)])
+    assert [type(e) for e in out if isinstance(e, UserTranscript)] == [UserTranscript]
+    assert counting.guesses == 0 and [o.get("language") for o in counting.options] == [None]
