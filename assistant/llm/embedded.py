@@ -293,7 +293,6 @@ class EmbeddedEngine:
         self.last_stats = PromptStats(len(tokens), min(reused, len(tokens)), restore_s)
         log.debug("embedded engine %s: prompt of %d tokens, %d evaluated (%d kept from the last turn)", self.name,
                   len(tokens), self.last_stats.evaluated_tokens, self.last_stats.reused_tokens)
-        log.debug("TMP new: %r", llama.detokenize(tokens[self.last_stats.reused_tokens:], special=True).decode("utf-8", "replace"))
         stops = [*(rendered.stop or []), *generation.stop]
         for chunk in llama.create_completion(tokens, stop=stops, **params):
             text = chunk["choices"][0].get("text")
