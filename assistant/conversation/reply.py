@@ -258,7 +258,7 @@ class ReplyStage(Stage):
 
     async def _say_line(self, line: ScriptedLine) -> AsyncIterator[Event]:
         """A line nobody asked for (a bedtime presence line) in the turn opened for it: spoken and ended like
-        any reply (TurnDone once played), but no part of the conversation memory keeps."""
+        any reply (TurnDone once played), but kept out of memory and the prompt's history."""
         persona = self.personas.get(line.persona, self.persona)
         reply = self._replies[line.turn_id] = _Reply(persona=persona.id, has_scripted=True, is_generated=True,
                                                      is_remembered=False)
