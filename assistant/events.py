@@ -397,11 +397,45 @@ class State(Event):
 
 @dataclass(frozen=True, slots=True)
 class Sleeping(Event):
-    """The sleep timer put the assistant to sleep (it answers only a wake phrase), or it woke up."""
+    """The sleep timer put the assistant to sleep (it answers only a wake phrase), or it woke up. Only the
+    bedtime stage emits it; everyone else keeps its own view of sleep from this event."""
 
     type: ClassVar[str] = "sleeping"
     internal: ClassVar[bool] = True
     is_asleep: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WakeRequest(Event):
+    """A wake phrase was heard while asleep; the bedtime stage, which owns sleep, wakes (Sleeping(False))."""
+
+    type: ClassVar[str] = "wake-request"
+    internal: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class SayRequest(Event):
+    """A stage asks to say a line nobody asked for (a bedtime presence line); the turn controller opens a turn
+    for it (ScriptedLine)."""
+
+    type: ClassVar[str] = "say-request"
+    internal: ClassVar[bool] = True
+    persona: str
+    text: str
+    #: Fade the audio out over its last this-many seconds (the last good-night line); 0 for none.
+    fade_out_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptedLine(Event):
+    """The turn opened for a SayRequest: the reply stage speaks ``text`` in it (and ends it with TurnDone)."""
+
+    type: ClassVar[str] = "scripted-line"
+    internal: ClassVar[bool] = True
+    turn_id: int
+    persona: str
+    text: str
+    fade_out_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

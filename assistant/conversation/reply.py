@@ -23,6 +23,7 @@ from assistant.events import (
     PlaybackFinished,
     PlaybackStarted,
     ReplyDone,
+    ScriptedLine,
     Speaker,
     Subtitle,
     TurnDone,
@@ -75,12 +76,15 @@ class _Reply:
     dropped: list[str] = field(default_factory=list)
     #: Set when the output has reported how much of each started sentence of a cut reply was heard.
     cut_reported: asyncio.Event = field(default_factory=asyncio.Event)
+    #: False for a line nobody asked for (ScriptedLine): memory and the prompt's history do not keep it.
+    is_remembered: bool = True
 
 
 class ReplyStage(Stage):
-    """UserTurnReady -> Subtitle (one per sentence) + Expression, then ReplyDone; TurnDone once spoken."""
+    """UserTurnReady -> Subtitle (one per sentence) + Expression, then ReplyDone; TurnDone once spoken.
+    ScriptedLine (a line nobody asked for) -> its Subtitle and ReplyDone; TurnDone once spoken."""
 
-    accepts = (UserTurnReady, PlaybackFinished, Speaker, Mode)
+    accepts = (UserTurnReady, ScriptedLine, PlaybackFinished, Speaker, Mode)
     urgent = (Interrupted, PlaybackStarted, VoiceStarted)
 
     def __init__(self, rules: RulesConfig, personas: Mapping[str, PersonaConfig], persona_id: str,
@@ -115,6 +119,9 @@ class ReplyStage(Stage):
             self.mode = event.value
         elif isinstance(event, UserTurnReady):
             async for produced in self._answer(event):
+                yield produced
+        elif isinstance(event, ScriptedLine):
+            async for produced in self._say_line(event):
                 yield produced
         elif isinstance(event, PlaybackFinished):
             reply = self._replies.get(event.turn_id)
@@ -249,6 +256,22 @@ class ReplyStage(Stage):
         async for produced in self._finish(turn, reply):
             yield produced
 
+    async def _say_line(self, line: ScriptedLine) -> AsyncIterator[Event]:
+        """A line nobody asked for (a bedtime presence line) in the turn opened for it: spoken and ended like
+        any reply (TurnDone once played), but kept out of memory and the prompt's history."""
+        persona = self.personas.get(line.persona, self.persona)
+        reply = self._replies[line.turn_id] = _Reply(persona=persona.id, has_scripted=True, is_generated=True,
+                                                     is_remembered=False)
+        reply.sentences.append(line.text)
+        yield Subtitle(turn_id=line.turn_id, persona=persona.id, sentence_index=0, text=line.text,
+                       language=persona.language, is_scripted=True, fade_out_s=line.fade_out_s)
+        yield ReplyDone(turn_id=line.turn_id, persona=persona.id, text=line.text, sentence_count=1)
+        if not self.is_voiced:
+            reply.played = {0: 1.0}
+        done = self._maybe_done(line.turn_id)
+        if done is not None:
+            yield done
+
     def _scripted(self, turn: UserTurnReady, persona: PersonaConfig) -> Scripted | None:
         session = Session(persona=persona, mode=self.mode)
         for responder in self.responders:
@@ -305,7 +328,7 @@ class ReplyStage(Stage):
             return None
         del self._replies[turn_id]
         spoken = self._spoken_text(reply)
-        if self.ctx is not None:
+        if self.ctx is not None and reply.is_remembered:
             self.ctx.spawn(self._record_assistant(turn_id, reply, is_interrupted=False))
         return TurnDone(turn_id=turn_id, persona=reply.persona, spoken_text=spoken)
 
@@ -335,6 +358,8 @@ class ReplyStage(Stage):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(reply.cut_reported.wait(), 0.5)
         self._replies.pop(turn_id, None)
+        if not reply.is_remembered:
+            return
         # The next request carries what was heard, not what the model had written beyond it.
         if reply.persona in self._histories:
             self._histories[reply.persona].set_reply(turn_id, self._spoken_text(reply))

@@ -35,6 +35,8 @@ from assistant.events import (
     OutputHold,
     OutputResume,
     PlaybackStarted,
+    SayRequest,
+    ScriptedLine,
     SegmentTranscript,
     Sleeping,
     State,
@@ -103,10 +105,12 @@ class _BargeIn:
 
 class TurnController(Stage):
     """Owns turn ids and the assistant's state (listening / thinking / speaking); decides the end of turn,
-    merging and barge-in. Turns being answered are kept in order (``answering``)."""
+    merging and barge-in. Turns being answered are kept in order (``answering``). A SayRequest (a line
+    nobody asked for) gets a turn of its own: ScriptedLine, which the reply stage speaks."""
 
     accepts = (VoiceStarted, VoicePaused, VoiceResumed, VoiceEnded, VoiceDropped, SegmentTranscript, TextInput,
-               InterruptRequest, PlaybackStarted, TurnDone, TurnDropped, Error, Mode, InputEnded, Sleeping)
+               InterruptRequest, PlaybackStarted, TurnDone, TurnDropped, Error, Mode, InputEnded, Sleeping,
+               SayRequest)
 
     def __init__(self, barge_in: BargeInConfig, bedtime_min_speech_ms: int | None = None, first_turn_id: int = 1,
                  turns: TurnsConfig | None = None, vad: VadConfig | None = None) -> None:
@@ -125,7 +129,7 @@ class TurnController(Stage):
         self._barge: _BargeIn | None = None
         self._words: collections.OrderedDict[int, SegmentTranscript] = collections.OrderedDict()
         self._state = ""
-        #: Asleep (bedtime sleep timer): no listening/thinking/speaking states until woken.
+        #: Asleep (the bedtime stage's Sleeping events): no listening/thinking/speaking states until woken.
         self._is_asleep = False
 
     # ------------------------------------------------------------------ helpers
@@ -151,10 +155,6 @@ class TurnController(Stage):
         turn_id = self._next_id
         self._next_id += 1
         return turn_id
-
-    def allocate_turn(self) -> int:
-        """A fresh turn id for a reply nobody asked for (a bedtime presence line): never a user turn's."""
-        return self._new_turn()
 
     def _set_state(self, value: str) -> Event | None:
         if value == self._state or self._is_asleep:
@@ -246,6 +246,10 @@ class TurnController(Stage):
         if isinstance(event, Mode):
             self._mode = event.value if event.value in MODES else self._mode
             return []
+        if isinstance(event, SayRequest):
+            # A line nobody asked for (a bedtime presence line) gets a turn id of its own, never a user turn's.
+            return [ScriptedLine(turn_id=self._new_turn(), persona=event.persona, text=event.text,
+                                 fade_out_s=event.fade_out_s)]
         if isinstance(event, Sleeping):
             self._is_asleep = event.is_asleep
             if event.is_asleep:

@@ -1,9 +1,9 @@
 """Bedtime mode: the voice commands and scripted lines (BedtimeResponder), and the schedule, the presence
 line after a long silence and the sleep timer (BedtimeStage).
 
-The two share one fact, whether the assistant is asleep: the stage puts it to sleep (Sleeping(True)), the
-responder wakes it on a wake phrase (Sleeping(False) among its scripted events), and the stage keeps the
-responder's ``is_asleep`` in step with every change.
+Whether the assistant is asleep is the stage's to decide: it alone emits Sleeping. The responder hears a
+wake phrase and asks (WakeRequest among its scripted events); it keeps its own view of sleep from the
+Sleeping events it observes on the bus, as the turn controller does from the ones it receives.
 """
 
 from __future__ import annotations
@@ -26,17 +26,19 @@ from assistant.events import (
     Interrupted,
     Mode,
     PlaybackFinished,
+    SayRequest,
+    ScriptedLine,
     SetMode,
     Sleeping,
     Speaker,
     State,
-    Subtitle,
     TextInput,
     TurnDone,
     TurnDropped,
     UserSpeechStarted,
     UserTranscript,
     UserTurnReady,
+    WakeRequest,
 )
 from assistant.modes.schedule import is_inside
 from assistant.stage import Stage, StageContext
@@ -58,8 +60,10 @@ class BedtimeResponder:
     - any mode: an enter phrase -> the persona's ``bedtime.entering`` line + SetMode("bedtime");
     - bedtime: an exit phrase -> ``bedtime.leaving`` + SetMode("normal"); a good-night phrase -> a
       ``good_night`` line (no LLM); a sad or fearful voice -> a ``reassurance`` line at once, then the LLM;
-    - asleep: only a wake phrase is answered (it wakes: Sleeping(False), and greets); everything else gets
-      an empty reply (reason "asleep").
+    - asleep: only a wake phrase is answered (it asks to wake: WakeRequest, and greets); everything else
+      gets an empty reply (reason "asleep").
+
+    Whether it is asleep it learns from the Sleeping events it ``observe``s (a bus observer).
     """
 
     def __init__(self, personas: Mapping[str, PersonaConfig], bedtime_cfg: BedtimeConfig,
@@ -71,8 +75,13 @@ class BedtimeResponder:
         self.exit_phrases = all_phrases(bedtime_cfg.exit_phrases)
         self.wake_phrases = all_phrases(bedtime_cfg.wake_phrases)
         self.good_night_phrases = all_phrases(bedtime_cfg.good_night_phrases)
-        #: Set by the BedtimeStage when the sleep timer fires; cleared on waking.
+        #: Its view of the bedtime stage's Sleeping events (asleep after the sleep timer, until woken).
         self.is_asleep = False
+
+    def observe(self, event: Event) -> None:
+        """A bus observer: keeps ``is_asleep`` in step with the bedtime stage's Sleeping events."""
+        if isinstance(event, Sleeping):
+            self.is_asleep = event.is_asleep
 
     def _line(self, lines: list[str]) -> list[str]:
         line = pick(lines, self._rng)
@@ -104,8 +113,7 @@ class BedtimeResponder:
     def _asleep(self, turn: UserTurnReady, persona: PersonaConfig) -> Scripted:
         if not contains_phrase(turn.text, self.wake_phrases):
             return Scripted(persona=persona.id, reason="asleep")
-        self.is_asleep = False
-        events: list[Event] = [Sleeping(is_asleep=False)]
+        events: list[Event] = [WakeRequest()]
         if contains_phrase(turn.text, self.exit_phrases):
             # 「おはよう」 wakes and ends the night.
             events.append(SetMode(value="normal"))
@@ -117,55 +125,57 @@ class BedtimeResponder:
 
 @dataclass
 class _OwnLine:
-    """A line the stage speaks on its own (presence, last good night) in a turn of its own."""
+    """A line the stage speaks on its own (presence, last good night) in a turn of its own, once the turn
+    controller has opened it (``turn_id`` is None until then)."""
 
-    turn_id: int
     persona: str
     text: str
     is_last: bool
     deadline: float
+    turn_id: int | None = None
 
 
 class BedtimeStage(Stage):
-    """The bedtime schedule, the presence line and the sleep timer.
+    """The bedtime schedule, the presence line, the sleep timer, and sleep itself.
 
-    In: Mode, Speaker, Sleeping; UserSpeechStarted / UserTranscript / TextInput (the user is awake: the
-    silence timers restart); PlaybackFinished / TurnDone / TurnDropped / Error (a reply ended, or one of
-    the stage's own lines did); InputEnded (the timers stop). Urgent: Interrupted (an own line was cut).
-    Out: SetMode at the schedule's start and end; after ``presence_after_s`` of quiet in bedtime a
-    presence line, after ``sleep_after_min`` the last good-night line (``fade_out_s`` set), each as a
-    scripted Subtitle in a fresh turn from ``allocate_turn`` and a TurnDone once played; then
-    Sleeping(True) and State("sleeping"). Leaving bedtime (the page, the schedule's end) wakes it silently.
+    In: Mode, Speaker; UserSpeechStarted / UserTranscript / TextInput (the user is awake: the silence timers
+    restart); ScriptedLine (the turn opened for one of its lines); PlaybackFinished / TurnDone / TurnDropped /
+    Error (a reply ended, or one of its own lines did); WakeRequest (a wake phrase); InputEnded (the timers
+    stop). Urgent: Interrupted (an own line was cut).
+    Out: SetMode at the schedule's start and end; after ``presence_after_s`` of quiet in bedtime a presence
+    line, after ``sleep_after_min`` the last good-night line (``fade_out_s`` set), each as a SayRequest: the
+    turn controller opens a turn for it (ScriptedLine) and the reply stage speaks it and ends it (TurnDone);
+    then Sleeping(True) and State("sleeping"). It alone emits Sleeping: Sleeping(False) on a WakeRequest, or
+    silently when bedtime ends (the page, the schedule's end).
 
     ``clock`` gives the local wall-clock time (for the schedule) and ``monotonic`` seconds (for the
     timers); both are injectable so tests control time. The timers are checked every ``poll_s``.
     """
 
-    accepts = (Mode, Speaker, Sleeping, UserSpeechStarted, UserTranscript, TextInput, PlaybackFinished, TurnDone,
-               TurnDropped, Error, InputEnded)
+    accepts = (Mode, Speaker, WakeRequest, ScriptedLine, UserSpeechStarted, UserTranscript, TextInput,
+               PlaybackFinished, TurnDone, TurnDropped, Error, InputEnded)
     urgent = (Interrupted,)
 
-    def __init__(self, bedtime_cfg: BedtimeConfig, personas: Mapping[str, PersonaConfig], persona_id: str,
-                 allocate_turn: Callable[[], int], *, mode: str = "normal",
-                 responder: BedtimeResponder | None = None, is_voiced: bool = True,
-                 clock: Callable[[], datetime] = datetime.now, monotonic: Callable[[], float] = time.monotonic,
-                 poll_s: float = 1.0, rng: random.Random | None = None) -> None:
+    def __init__(self, bedtime_cfg: BedtimeConfig, personas: Mapping[str, PersonaConfig], persona_id: str, *,
+                 mode: str = "normal", clock: Callable[[], datetime] = datetime.now,
+                 monotonic: Callable[[], float] = time.monotonic, poll_s: float = 1.0,
+                 rng: random.Random | None = None) -> None:
         super().__init__()
         self.cfg = bedtime_cfg
         self.personas = personas
         self.persona_id = persona_id
         self.mode = mode
-        self.responder = responder
-        self.is_voiced = is_voiced
         self.poll_s = poll_s
-        self._allocate_turn = allocate_turn
         self._clock = clock
         self._monotonic = monotonic
         self._rng = rng
+        #: Asleep: the sleep timer fired and no wake phrase (nor the end of bedtime) has come since.
         self.is_asleep = False
         self._quiet_since = monotonic()
         self._is_presence_said = False
         self._own: _OwnLine | None = None
+        #: Own lines cut before their turn was opened: their ScriptedLine is cancelled when it comes.
+        self._unwanted: list[str] = []
         self._is_inside: bool | None = None
         self._input_ended = asyncio.Event()
 
@@ -196,7 +206,8 @@ class BedtimeStage(Stage):
         if self._own is not None:
             if self._own.is_last and now >= self._own.deadline:
                 log.info("the last good-night line never finished playing; going to sleep anyway")
-                events += self._finish_own(self._own.turn_id)
+                self._own = None
+                events += self._fall_asleep()
             return events
         quiet = now - self._quiet_since
         if quiet >= self.cfg.sleep_after_min * 60.0:
@@ -228,13 +239,10 @@ class BedtimeStage(Stage):
     def persona(self) -> PersonaConfig:
         return self.personas[self.persona_id]
 
-    def _own_subtitle(self, text: str, is_last: bool, now: float) -> Subtitle:
+    def _ask_to_say(self, text: str, is_last: bool, now: float) -> SayRequest:
         persona = self.persona
-        turn_id = self._allocate_turn()
-        self._own = _OwnLine(turn_id=turn_id, persona=persona.id, text=text, is_last=is_last,
-                             deadline=now + PLAYBACK_GRACE_S)
-        return Subtitle(turn_id=turn_id, persona=persona.id, sentence_index=0, text=text, language=persona.language,
-                        is_scripted=True, fade_out_s=self.cfg.fade_out_s if is_last else 0.0)
+        self._own = _OwnLine(persona=persona.id, text=text, is_last=is_last, deadline=now + PLAYBACK_GRACE_S)
+        return SayRequest(persona=persona.id, text=text, fade_out_s=self.cfg.fade_out_s if is_last else 0.0)
 
     def _say_presence(self, now: float) -> list[Event]:
         self._is_presence_said = True
@@ -242,45 +250,48 @@ class BedtimeStage(Stage):
         if not line:
             return []
         log.info("bedtime: %.0f s of quiet, a presence line", now - self._quiet_since)
-        subtitle = self._own_subtitle(line, is_last=False, now=now)
-        return [subtitle] if self.is_voiced else [subtitle, *self._finish_own(subtitle.turn_id)]
+        return [self._ask_to_say(line, is_last=False, now=now)]
 
     def _say_last_good_night(self, now: float) -> list[Event]:
         line = pick(self.persona.bedtime.last_good_night, self._rng)
         log.info("bedtime: %.1f min without speech, going to sleep", (now - self._quiet_since) / 60.0)
         if not line:
             return self._fall_asleep()
-        subtitle = self._own_subtitle(line, is_last=True, now=now)
-        return [subtitle] if self.is_voiced else [subtitle, *self._finish_own(subtitle.turn_id)]
+        return [self._ask_to_say(line, is_last=True, now=now)]
 
-    def _finish_own(self, turn_id: int) -> list[Event]:
+    def _on_scripted_line(self, event: ScriptedLine) -> None:
         own = self._own
-        if own is None or own.turn_id != turn_id:
-            return []
-        self._own = None
-        events: list[Event] = [TurnDone(turn_id=own.turn_id, persona=own.persona, spoken_text=own.text)]
-        if own.is_last:
-            events += self._fall_asleep()
-        return events
+        if own is not None and own.turn_id is None and (own.persona, own.text) == (event.persona, event.text):
+            own.turn_id = event.turn_id
+        elif event.text in self._unwanted:
+            self._unwanted.remove(event.text)
+            if self.ctx is not None:
+                self.ctx.cancel_turn(event.turn_id, "the user spoke")
+
+    def _finish_own(self) -> list[Event]:
+        own, self._own = self._own, None
+        return self._fall_asleep() if own is not None and own.is_last else []
 
     def _cancel_own(self) -> None:
         own, self._own = self._own, None
-        if own is not None and self.ctx is not None:
+        if own is None:
+            return
+        if own.turn_id is None:
+            self._unwanted.append(own.text)  # its turn is not open yet: cancelled when it is
+        elif self.ctx is not None:
             self.ctx.cancel_turn(own.turn_id, "the user spoke")
+
+    def _is_own(self, turn_id: int | None) -> bool:
+        return self._own is not None and turn_id is not None and turn_id == self._own.turn_id
 
     # ------------------------------------------------------------------ sleep
 
-    def _set_asleep(self, is_asleep: bool) -> None:
-        self.is_asleep = is_asleep
-        if self.responder is not None:
-            self.responder.is_asleep = is_asleep
-
     def _fall_asleep(self) -> list[Event]:
-        self._set_asleep(True)
+        self.is_asleep = True
         return [Sleeping(is_asleep=True), State(value="sleeping")]
 
     def _wake(self) -> list[Event]:
-        self._set_asleep(False)
+        self.is_asleep = False
         self._restart_quiet()
         return [Sleeping(is_asleep=False)]
 
@@ -291,7 +302,7 @@ class BedtimeStage(Stage):
     # ------------------------------------------------------------------ events
 
     def on_urgent(self, event: Event) -> None:
-        if isinstance(event, Interrupted) and self._own is not None and event.turn_id == self._own.turn_id:
+        if isinstance(event, Interrupted) and self._is_own(event.turn_id):
             self._own = None  # cut off (the user spoke): no sleep now
 
     async def process(self, event: Event) -> AsyncIterator[Event]:
@@ -305,10 +316,10 @@ class BedtimeStage(Stage):
             if event.persona in self.personas:
                 self.persona_id = event.persona
             return []
-        if isinstance(event, Sleeping):
-            if not event.is_asleep and self.is_asleep:  # a wake phrase (the responder said so)
-                self._set_asleep(False)
-                self._restart_quiet()
+        if isinstance(event, WakeRequest):
+            return self._wake() if self.is_asleep else []
+        if isinstance(event, ScriptedLine):
+            self._on_scripted_line(event)
             return []
         if isinstance(event, UserSpeechStarted | UserTranscript | TextInput):
             if self.is_asleep:
@@ -318,12 +329,12 @@ class BedtimeStage(Stage):
                 self._cancel_own()
             return []
         if isinstance(event, PlaybackFinished | TurnDone | TurnDropped | Error):
-            turn_id = event.turn_id
-            if self._own is not None and turn_id == self._own.turn_id:
+            if self._is_own(event.turn_id):
                 if isinstance(event, Error):
                     log.info("bedtime line could not be spoken: %s", event.message)
-                return self._finish_own(turn_id)
-            if turn_id is not None and not self.is_asleep and not isinstance(event, Error):
+                    return []  # the reply stage still ends its turn (or the grace period does)
+                return self._finish_own() if isinstance(event, TurnDone | TurnDropped) else []
+            if event.turn_id is not None and not self.is_asleep and not isinstance(event, Error):
                 self._quiet_since = self._monotonic()  # a reply to the user just ended: the quiet starts now
             return []
         if isinstance(event, InputEnded) and event.is_final:

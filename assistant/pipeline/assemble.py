@@ -191,9 +191,9 @@ class Conversation:
                 stages.append(self._source())
             stages.append(self._vad())
         stages.append(self.turns)
-        stages.append(BedtimeStage(settings.assistant.bedtime, settings.personas, self.persona_id,
-                                   self.turns.allocate_turn, mode=self.mode, responder=self.bedtime,
-                                   is_voiced=is_voiced))
+        # The bedtime stage alone decides sleep; its responder follows the Sleeping events on the bus.
+        self.bus.subscribe(self.bedtime.observe)
+        stages.append(BedtimeStage(settings.assistant.bedtime, settings.personas, self.persona_id, mode=self.mode))
         if options.input != "text":
             stages.append(self._understand())
         stages.append(ReplyStage(settings.rules, settings.personas, self.persona_id, self.router, self.memory,

@@ -4,7 +4,6 @@ the real Piper joe voice), a clock the test moves, an engine nobody answers, and
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -88,12 +87,6 @@ def fake_clock() -> FakeClock:
 
 
 @pytest.fixture
-def turn_ids() -> Callable[[], int]:
-    """A turn-id allocator for stages tested without a TurnController."""
-    return itertools.count(500).__next__
-
-
-@pytest.fixture
 async def unreachable_router() -> AsyncIterator[EngineRouter]:
     """The real router and OpenAI-compatible engine, pointed at a port where nothing listens."""
     router = EngineRouter(override_routing(UNREACHABLE_LLM, None))
@@ -154,8 +147,7 @@ class Night:
         self.responder = BedtimeResponder(personas, bedtime_cfg)
         self.reply = ReplyStage(settings.rules, personas, persona, router, mode=mode,
                                 responders=[self.responder, PersonaSwitch(personas)], is_voiced=is_voiced)
-        self.bedtime = BedtimeStage(bedtime_cfg, personas, persona, self.turns.allocate_turn, mode=mode,
-                                    responder=self.responder, is_voiced=is_voiced, clock=clock.now,
+        self.bedtime = BedtimeStage(bedtime_cfg, personas, persona, mode=mode, clock=clock.now,
                                     monotonic=clock.monotonic, poll_s=0.01)
         stages: list[Stage] = [SessionStage(personas, persona, mode), self.turns, self.reply, self.bedtime]
         self.speech: SpeechStage | None = None
@@ -163,6 +155,7 @@ class Night:
             self.speech = SpeechStage(personas, a.tts)
             stages += [self.speech, OutputStage(NullSink(realtime=is_realtime))]
         self.pipeline = Pipeline(stages)
+        self.pipeline.bus.subscribe(self.responder.observe)  # as assemble does: it follows Sleeping
         self.record = Recorder(self.pipeline.bus)
 
     async def __aenter__(self) -> Night:

@@ -6,7 +6,7 @@ import pytest
 
 from assistant.config.schema import BedtimeConfig, PersonaConfig
 from assistant.conversation.responders import Session
-from assistant.events import SetMode, Sleeping, UserTurnReady
+from assistant.events import SetMode, Sleeping, UserTurnReady, WakeRequest
 from assistant.modes.bedtime import BedtimeResponder
 
 
@@ -73,7 +73,7 @@ def test_a_sad_good_night_is_comforted_and_wished_good_night(responder: BedtimeR
 
 
 def test_asleep_only_a_wake_phrase_is_answered(responder: BedtimeResponder, night_persona: PersonaConfig) -> None:
-    responder.is_asleep = True
+    responder.observe(Sleeping(is_asleep=True))  # the bedtime stage put it to sleep
     session = Session(night_persona, "bedtime")
     for said, emotion in [("bedtime mode", None), ("good night", None), ("normal mode", None), ("switch to miyu", None),
                           ("I am scared", "fearful"), ("hello?", None)]:
@@ -83,14 +83,17 @@ def test_asleep_only_a_wake_phrase_is_answered(responder: BedtimeResponder, nigh
         assert responder.is_asleep
     woken = responder.respond(turn("Wake up"), session)
     assert woken is not None
-    assert woken.events == [Sleeping(is_asleep=False)]  # still bedtime: only awake again
+    assert woken.events == [WakeRequest()]  # still bedtime: only awake again
     assert woken.lines == night_persona.bedtime.presence
+    # Sleep is the bedtime stage's to end: the responder is awake once the stage says so.
+    assert responder.is_asleep
+    responder.observe(Sleeping(is_asleep=False))
     assert not responder.is_asleep
 
 
 def test_good_morning_wakes_and_ends_the_night(responder: BedtimeResponder, night_persona: PersonaConfig) -> None:
-    responder.is_asleep = True
+    responder.observe(Sleeping(is_asleep=True))  # the bedtime stage put it to sleep
     woken = responder.respond(turn("おはよう"), Session(night_persona, "bedtime"))
     assert woken is not None
-    assert woken.events == [Sleeping(is_asleep=False), SetMode(value="normal")]
+    assert woken.events == [WakeRequest(), SetMode(value="normal")]
     assert woken.lines == night_persona.bedtime.leaving

@@ -238,8 +238,7 @@ def test_the_prompt_carries_the_bedtime_overlay_and_reassurance(shipped_settings
 def test_a_bedtime_stage_alone_never_switches_outside_the_schedule(bedtime_cfg: BedtimeConfig,
                                                                     personas: dict[str, PersonaConfig],
                                                                     fake_clock: FakeClock) -> None:
-    stage = BedtimeStage(bedtime_cfg, personas, "joe", iter(range(1, 100)).__next__, clock=fake_clock.now,
-                         monotonic=fake_clock.monotonic)
+    stage = BedtimeStage(bedtime_cfg, personas, "joe", clock=fake_clock.now, monotonic=fake_clock.monotonic)
     for _ in range(3):
         fake_clock.advance(3600 * 8)
         assert stage.tick() == []
