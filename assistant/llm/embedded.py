@@ -299,6 +299,45 @@ class EmbeddedEngine:
             if text:
                 yield text
 
+    async def prefill(self, messages: list[ChatMessage]) -> None:
+        """Evaluate what the next request will start with — ``messages`` (the system message and the
+        conversation so far) and the template's opening of the next user message — so that the request
+        reads only the user's words. Skipped while a reply is being written or when the style has no
+        template; the next request reuses whatever matches (`llama.longest_token_prefix`)."""
+        if self._llama is None or self.prompt_style != "chat" or self._template is None:
+            return
+        await asyncio.to_thread(self._prefill, messages)
+
+    def _prefill(self, messages: list[ChatMessage]) -> None:
+        CORES.wait_while_urgent()
+        if not self._run_lock.acquire(blocking=False):
+            return  # a reply is being written
+        try:
+            llama = self._llama
+            if llama is None or self._is_closing:
+                return
+            tokens = self._opening_tokens(llama, messages)
+            self._switch_prefix(llama, messages[0].content if messages and messages[0].role == "system" else "")
+            reused = llama.longest_token_prefix(llama._input_ids.tolist(), tokens) if llama.n_tokens else 0
+            if reused < len(tokens):
+                started = time.perf_counter()
+                llama.n_tokens = reused
+                llama.eval(tokens[reused:])
+                log.debug("embedded engine %s: read %d tokens of the next request ahead (%.0f ms)", self.name,
+                          len(tokens) - reused, (time.perf_counter() - started) * 1000)
+        except Exception:  # only a head start: the request itself evaluates whatever is missing
+            log.debug("embedded engine %s: prefill failed", self.name, exc_info=True)
+        finally:
+            self._run_lock.release()
+
+    def _opening_tokens(self, llama: Any, messages: list[ChatMessage]) -> list[int]:
+        """The tokens of ``messages`` rendered by the model's template up to where a next user message's
+        words would begin."""
+        marker = "\u2063SAIJIN\u2063"
+        rendered = self._template(messages=[*(m.as_dict() for m in messages), {"role": "user", "content": marker}])
+        opening = rendered.prompt[: rendered.prompt.index(marker)]
+        return list(llama.tokenize(opening.encode("utf-8"), add_bos=not rendered.added_special, special=True))
+
     def _switch_prefix(self, llama: Any, key: str) -> float:
         """Another system message than the evaluated one: save this one's state, restore the other's if saved."""
         if key == self._prefix_key:

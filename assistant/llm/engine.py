@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from assistant.config.schema import GenerationConfig
 
@@ -41,3 +41,11 @@ class ChatEngine(Protocol):
 
     async def aclose(self) -> None:
         """Release connections, threads and models."""
+
+
+@runtime_checkable
+class Prefills(Protocol):
+    """An engine that can read the start of its next request ahead of time (the embedded engine)."""
+
+    async def prefill(self, messages: list[ChatMessage]) -> None:
+        """Evaluate ``messages`` and the opening of the next user message; a head start, never required."""

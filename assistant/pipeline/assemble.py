@@ -34,11 +34,13 @@ from assistant.events import (
     UserEmotion,
     UserTranscript,
 )
+from assistant.llm.engine import Prefills
 from assistant.llm.router import EngineRouter, override_routing
 from assistant.modes.bedtime import BedtimeResponder, BedtimeStage
 from assistant.modes.schedule import startup_mode
 from assistant.observers.events_log import EventsLog
 from assistant.observers.latency import LatencyObserver
+from assistant.observers.prefill import NextRequestPrefill
 from assistant.pipeline.bus import Bus
 from assistant.pipeline.runtime import Pipeline
 from assistant.stage import Stage
@@ -145,6 +147,8 @@ class Conversation:
         self._finished: dict[int, asyncio.Event] = {}
         self._new_turn = asyncio.Event()
         self.bus.subscribe(self._collect)
+        self.prefill = NextRequestPrefill(self._prefill_next_request)
+        self.bus.subscribe(self.prefill)
 
     # ------------------------------------------------------------------ building
 
@@ -303,6 +307,7 @@ class Conversation:
 
     async def close(self) -> None:
         await self.pipeline.close()
+        await self.prefill.wait()
         if self.manager is not None:
             await self.manager.stop()
         if self.memory is not None:
@@ -332,6 +337,15 @@ class Conversation:
                 pass
         except SaijinError as exc:
             log.info("warm-up of %s failed: %s", engine.name, exc)
+
+    async def _prefill_next_request(self) -> None:
+        """While the user speaks: the current persona's engine reads what its next request starts with."""
+        reply = next((s for s in self.pipeline.stages if isinstance(s, ReplyStage)), None)
+        if reply is None:
+            return
+        engine = self.router.engine(self.router.chain(self.settings.persona(reply.persona_id))[0])
+        if isinstance(engine, Prefills):
+            await engine.prefill(await reply.prompt_prefix())
 
     async def say(self, text: str, timeout: float | None = None) -> TurnResult:
         """Type a line and wait until its turn is done (answered, dropped, failed or interrupted)."""

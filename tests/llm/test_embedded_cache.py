@@ -15,6 +15,7 @@ from assistant.config.schema import GenerationConfig
 from assistant.llm.embedded import EmbeddedEngine
 from assistant.llm.engine import ChatMessage
 from assistant.llm.prompt import PromptHistory, build_messages
+from assistant.text import has_japanese
 from assistant.threads import CORES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,3 +102,28 @@ async def test_the_model_waits_while_work_the_user_waits_for_holds_the_cores(
     finally:
         release.set()
         holder.join(10)
+
+
+async def test_a_prefill_while_the_user_speaks_leaves_the_request_only_the_users_words(
+        default_engine: EmbeddedEngine, settings: Settings) -> None:
+    """`prefill` reads the conversation and the template's opening of the next user message; the request
+    then evaluates only what follows (the user's words and the assistant's opening). (The reply may differ
+    by a word: llama.cpp's sums differ slightly with how a prompt is split into batches.)"""
+    persona = settings.personas["yuuri"]
+    replies: list[str] = []
+    evaluated: list[int] = []
+    for prefill in (False, True):
+        history = PromptHistory()
+        await _turn(default_engine, settings, "yuuri", history, 1, "ただいま。")
+        if prefill:
+            await default_engine.prefill(build_messages(settings.rules, persona, "", history=history.messages)[:-1])
+        messages = await _turn(default_engine, settings, "yuuri", history, 2, "今日は雨だったよ。")
+        stats = default_engine.last_stats
+        assert stats is not None
+        evaluated.append(stats.evaluated_tokens)
+        replies.append(history.messages[-1].content)
+        assert messages[-1].content == "今日は雨だったよ。"
+    without, with_prefill = evaluated
+    # Qwen's template opens a user message with <|im_end|> \n <|im_start|> user \n: those are read ahead.
+    assert with_prefill <= without - 4, evaluated
+    assert all(has_japanese(reply) for reply in replies), replies
