@@ -7,7 +7,7 @@ import random
 
 from assistant.config.loader import Settings
 from assistant.conversation.reply_plan import plan_reply
-from assistant.conversation.responders import PersonaSwitch
+from assistant.conversation.responders import PersonaSwitch, Responder
 from assistant.events import SetMode, SetPersona, UserTurnReady
 from assistant.modes.bedtime import BedtimeResponder
 
@@ -18,7 +18,8 @@ def turn(text: str, emotion: str | None = None) -> UserTurnReady:
 
 def test_a_turn_no_responder_takes_goes_to_the_model_as_the_session_persona(settings: Settings) -> None:
     yuuri = settings.personas["yuuri"]
-    responders = [BedtimeResponder(settings.personas, settings.assistant.bedtime), PersonaSwitch(settings.personas)]
+    responders: list[Responder] = [BedtimeResponder(settings.personas, settings.assistant.bedtime),
+                                   PersonaSwitch(settings.personas)]
     plan = plan_reply(turn("今日は何してた？"), yuuri, "normal", responders, settings.personas)
     assert plan.speaker is yuuri and plan.asks_model
     assert not plan.is_scripted and plan.lines == () and plan.events == ()
