@@ -440,7 +440,8 @@ class ScriptedLine(Event):
 
 @dataclass(frozen=True, slots=True)
 class Speaker(Event):
-    """Which persona is speaking now."""
+    """The session's persona is now this one (only the SessionStage says it: at start and after each switch).
+    Who says a given line is not this: it is the ``persona`` of the line's own Subtitle, ReplyDone, TurnDone."""
 
     type: ClassVar[str] = "speaker"
     persona: str

@@ -37,9 +37,15 @@ def remember_in(state: AppState, mode: str, clock: Callable[[], float] = time.ti
 
 
 class SessionStage(Stage):
-    """SetPersona / SetMode requests -> Speaker / Mode announcements (also once at start)."""
+    """The one owner of the session's persona and mode: SetPersona / SetMode requests -> Speaker / Mode
+    announcements (also once at start). ``Speaker`` means only this: the session's persona is now that one;
+    who says a given line is on the line's own events (Subtitle, ReplyDone, TurnDone).
 
-    accepts = (SetPersona, SetMode)
+    SetPersona is urgent: a switch by voice asks for it just before the new persona's greeting, and the
+    announcement must come first (the page shows her before her first line)."""
+
+    accepts = (SetMode,)
+    urgent = (SetPersona,)
 
     def __init__(self, personas: Mapping[str, PersonaConfig], persona_id: str, mode: str = "normal",
                  remember: Callable[[str, str], None] | None = None) -> None:
@@ -55,18 +61,23 @@ class SessionStage(Stage):
         self.emit(Speaker(persona=persona.id, display_name=persona.display_name))
         self.emit(Mode(value=self.mode))
 
-    async def process(self, event: Event) -> AsyncIterator[Event]:
+    def on_urgent(self, event: Event) -> None:
         if isinstance(event, SetPersona):
-            persona = self.personas.get(event.persona)
-            if persona is None:
-                yield Error(message=f"no persona named {event.persona!r} — choose one of: {', '.join(sorted(self.personas))}")
-                return
-            if persona.id != self.persona_id:
-                log.info("persona: %s -> %s", self.persona_id, persona.id)
-                self.persona_id = persona.id
-                self._save()
-            yield Speaker(persona=persona.id, display_name=persona.display_name)
-        elif isinstance(event, SetMode):
+            self.emit(self.switch(event.persona))
+
+    def switch(self, persona_id: str) -> Event:
+        """Make ``persona_id`` the session's persona: its Speaker (also when she speaks already), or an Error."""
+        persona = self.personas.get(persona_id)
+        if persona is None:
+            return Error(message=f"no persona named {persona_id!r} — choose one of: {', '.join(sorted(self.personas))}")
+        if persona.id != self.persona_id:
+            log.info("persona: %s -> %s", self.persona_id, persona.id)
+            self.persona_id = persona.id
+            self._save()
+        return Speaker(persona=persona.id, display_name=persona.display_name)
+
+    async def process(self, event: Event) -> AsyncIterator[Event]:
+        if isinstance(event, SetMode):
             if event.value not in MODES:
                 yield Error(message=f"unknown mode {event.value!r} — use one of: {', '.join(MODES)}")
                 return
