@@ -38,6 +38,8 @@ _TURN_STOPS = ["<end_of_turn>", "<start_of_turn>", "<eos>"]
 
 #: Evaluated states kept for system messages other than the current one (a persona or mode switch).
 MAX_SAVED_PREFIXES = 3
+#: How long a prefill waits for the engine (a background summary stopping as the user starts to speak).
+PREFILL_LOCK_WAIT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -302,16 +304,17 @@ class EmbeddedEngine:
     async def prefill(self, messages: list[ChatMessage]) -> None:
         """Evaluate what the next request will start with — ``messages`` (the system message and the
         conversation so far) and the template's opening of the next user message — so that the request
-        reads only the user's words. Skipped while a reply is being written or when the style has no
-        template; the next request reuses whatever matches (`llama.longest_token_prefix`)."""
+        reads only the user's words. Skipped when the engine stays busy or the style has no template; the
+        next request reuses whatever matches (`llama.longest_token_prefix`)."""
         if self._llama is None or self.prompt_style != "chat" or self._template is None:
             return
         await asyncio.to_thread(self._prefill, messages)
 
     def _prefill(self, messages: list[ChatMessage]) -> None:
         CORES.wait_while_urgent()
-        if not self._run_lock.acquire(blocking=False):
-            return  # a reply is being written
+        # Called while no reply is written: a holder is a background summary, which stops as the user speaks.
+        if not self._run_lock.acquire(timeout=PREFILL_LOCK_WAIT_S):
+            return
         try:
             llama = self._llama
             if llama is None or self._is_closing:
