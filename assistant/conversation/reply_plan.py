@@ -24,7 +24,7 @@ class ReplyPlan:
     speaker: PersonaConfig
     #: Lines to speak at once, in ``speaker``'s voice.
     lines: tuple[str, ...] = ()
-    #: Events to emit before the lines (SetPersona, SetMode, Sleeping).
+    #: Events to emit before the lines (SetPersona, SetMode, WakeRequest).
     events: tuple[Event, ...] = ()
     #: Whether the language model answers (after the lines, when there are any).
     asks_model: bool = True
