@@ -92,6 +92,17 @@ class AsrConfig(Strict):
     speculative: bool = True
     blocklist: list[str] = Field(default_factory=list)
 
+    @property
+    def detects_language(self) -> bool:
+        """``language`` is auto (or empty): Whisper hears each segment's language; else it is what was set."""
+        return self.language in ("", "auto")
+
+    @property
+    def probes_language(self) -> bool:
+        """Each segment's first second is heard early to send English to ``english_model`` (a set language
+        is never second-guessed)."""
+        return self.english_model is not None and self.detects_language
+
 
 class EmotionConfig(Strict):
     enabled: bool = True

@@ -34,7 +34,7 @@ from assistant.events import (
     UserEmotion,
     UserTranscript,
 )
-from assistant.llm.engine import Prefills
+from assistant.llm.engine import ChatEngine, Prefills
 from assistant.llm.router import EngineRouter, override_routing
 from assistant.modes.bedtime import BedtimeResponder, BedtimeStage
 from assistant.modes.schedule import startup_mode
@@ -268,7 +268,7 @@ class Conversation:
         a = self.settings.assistant
         # Adaptive end of turn: each pause is recognised at once, and the VAD waits for its words.
         return VadStage(a.vad, a.barge_in, a.bedtime, wait_for_words=a.asr.speculative,
-                        probe_language=a.asr.english_model is not None)
+                        probe_language=a.asr.probes_language)
 
     def _understand(self) -> Stage:
         from assistant.speech.emotion import make_emotion_tagger
@@ -326,12 +326,11 @@ class Conversation:
         the conversation (a one-token request; its reply is dropped)."""
         from assistant.config.schema import GenerationConfig
 
-        persona = self.settings.persona(self.persona_id)
-        engine = self.router.engine(self.router.chain(persona)[0])
-        reply = next((s for s in self.pipeline.stages if isinstance(s, ReplyStage)), None)
+        reply = self._reply_stage()
         if reply is None:
             return
-        messages = await reply.prompt_prefix(persona.id)
+        engine = self._engine_of(self.persona_id)
+        messages = await reply.prompt_prefix(self.persona_id)
         try:
             async for _ in engine.stream(messages, GenerationConfig(max_tokens=1, temperature=0.0)):
                 pass
@@ -340,12 +339,19 @@ class Conversation:
 
     async def _prefill_next_request(self) -> None:
         """While the user speaks: the current persona's engine reads what its next request starts with."""
-        reply = next((s for s in self.pipeline.stages if isinstance(s, ReplyStage)), None)
+        reply = self._reply_stage()
         if reply is None:
             return
-        engine = self.router.engine(self.router.chain(self.settings.persona(reply.persona_id))[0])
+        engine = self._engine_of(reply.persona_id)
         if isinstance(engine, Prefills):
             await engine.prefill(await reply.prompt_prefix())
+
+    def _reply_stage(self) -> ReplyStage | None:
+        return next((s for s in self.pipeline.stages if isinstance(s, ReplyStage)), None)
+
+    def _engine_of(self, persona_id: str) -> ChatEngine:
+        """The engine ``persona_id``'s requests go to first (its routed engine, before any fallback)."""
+        return self.router.engine(self.router.chain(self.settings.persona(persona_id))[0])
 
     async def say(self, text: str, timeout: float | None = None) -> TurnResult:
         """Type a line and wait until its turn is done (answered, dropped, failed or interrupted)."""

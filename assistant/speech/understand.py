@@ -195,8 +195,8 @@ class UnderstandStage(Stage):
         return job
 
     def _on_probe(self, event: VoiceProbe) -> None:
-        if self.asr_cfg.language not in ("", "auto"):
-            return  # a configured language is never second-guessed
+        if not self.asr_cfg.probes_language:
+            return
         if self.guard.check_audio(event.audio, event.sample_rate) is not None:
             return
         transcriber, audio = self.transcriber, event.audio

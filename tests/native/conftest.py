@@ -53,11 +53,15 @@ async def reply_peer() -> AsyncIterator[ChatPeer]:
         yield peer
 
 
+def spoken_wav(folder: Path, name: str, text: str, lead_s: float, tail_s: float) -> Path:
+    """English ``text`` spoken (Piper) with silence around it, as a WAV for paplay to speak into the mic."""
+    return write_wav(folder / name, with_silence(lead_s, english_speech(text), tail_s), RATE)
+
+
 @pytest.fixture(scope="session")
 def question_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An English question with a little silence around it, as paplay speaks it into the microphone."""
-    speech = english_speech("Hello, how are you today?")
-    return write_wav(tmp_path_factory.mktemp("native") / "question.wav", with_silence(0.3, speech, 0.8), RATE)
+    """An English question with a little silence around it."""
+    return spoken_wav(tmp_path_factory.mktemp("native"), "question.wav", "Hello, how are you today?", 0.3, 0.8)
 
 
 @dataclass

@@ -18,8 +18,8 @@ from assistant.audio.wavfile import read_wav, write_wav
 from assistant.config.loader import load_settings
 from tests.fixtures.llm import ChatPeer, serving
 from tests.fixtures.pulse import PulseServer
-from tests.native.conftest import room_loopback, running_saijin, sound_spans
-from tests.reliability.conftest import RATE, english_speech, with_silence
+from tests.native.conftest import room_loopback, running_saijin, sound_spans, spoken_wav
+from tests.reliability.conftest import RATE
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not echo_cancellation_available(),
@@ -42,8 +42,8 @@ async def long_peer() -> AsyncIterator[ChatPeer]:
 
 @pytest.fixture(scope="module")
 def interruption_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    speech = english_speech("Wait, stop please, I have another question for you.")
-    return write_wav(tmp_path_factory.mktemp("room") / "interrupt.wav", with_silence(LEAD_S, speech, 0.5), RATE)
+    return spoken_wav(tmp_path_factory.mktemp("room"), "interrupt.wav",
+                      "Wait, stop please, I have another question for you.", LEAD_S, 0.5)
 
 
 def _from_the_beep(samples: np.ndarray) -> np.ndarray:
